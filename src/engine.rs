@@ -1,0 +1,206 @@
+//! The per-packet pipeline: decode -> match -> flow -> alert, run by capture workers.
+//!
+//! An [`Engine`] holds what workers share: the indicator set (swapped atomically on
+//! reload), the flow table, the aggregation windows and the alert queue. Each capture
+//! thread drives its own [`Worker`], which keeps a cached handle to the current
+//! indicator set and plain counters, so the common case (a packet that hits nothing)
+//! takes no lock, allocates nothing and logs nothing. Only alerts, which are rare,
+//! cross to the async side through a bounded queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::{ArcSwap, Cache};
+use tokio::sync::mpsc;
+
+use crate::alert::{Admission, Aggregator, Alert};
+use crate::decode::{self, Fragment, LinkType, Packet};
+use crate::flow::{FlowLimits, FlowTable, NewFlow};
+use crate::indicator::{Hit, IndicatorSet};
+use crate::metrics::{Metrics, WorkerCounters};
+
+/// Frames between two folds of a worker's counters into the shared metrics.
+const FLUSH_EVERY: u64 = 8192;
+
+/// What the capture side does when the alert queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueFull {
+    /// Wait for room (capture files: nothing is lost, replay just slows down).
+    Wait,
+    /// Drop the alert and count it (live capture must never stall).
+    Drop,
+}
+
+/// Flow and aggregation settings of an engine.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSettings {
+    /// Flow table limits.
+    pub flow: FlowLimits,
+    /// Aggregation window in ms (0: none).
+    pub aggregate_window_ms: i64,
+    /// Behaviour of a full alert queue.
+    pub queue_full: QueueFull,
+}
+
+/// State shared by every capture worker.
+pub struct Engine {
+    indicators: Arc<ArcSwap<IndicatorSet>>,
+    flows: FlowTable,
+    aggregator: Aggregator,
+    alerts: mpsc::Sender<Alert>,
+    queue_full: QueueFull,
+    metrics: Arc<Metrics>,
+    published: [AtomicU64; 2],
+}
+
+impl Engine {
+    /// An engine matching against `indicators` and sending alerts to `alerts`.
+    pub fn new(
+        indicators: Arc<ArcSwap<IndicatorSet>>,
+        settings: EngineSettings,
+        alerts: mpsc::Sender<Alert>,
+        metrics: Arc<Metrics>,
+    ) -> Engine {
+        Engine {
+            indicators,
+            flows: FlowTable::new(settings.flow),
+            aggregator: Aggregator::new(settings.aggregate_window_ms, settings.flow.max_flows),
+            alerts,
+            queue_full: settings.queue_full,
+            metrics,
+            published: Default::default(),
+        }
+    }
+
+    /// A worker for one capture thread on `interface` (`None` for capture files).
+    pub fn worker(&self, interface: Option<&str>) -> Worker<'_> {
+        Worker {
+            engine: self,
+            set: Cache::new(&*self.indicators),
+            counters: self.metrics.worker(interface.unwrap_or("replay")),
+            interface: interface.map(Arc::from),
+        }
+    }
+
+    /// Sends the summaries of every open aggregation window (end of capture, shutdown).
+    pub fn finish(&self) {
+        for summary in self.aggregator.drain() {
+            self.send(summary, "summarized");
+        }
+        self.publish();
+    }
+
+    /// Queues an alert for the outputs and counts it under `result`.
+    fn send(&self, alert: Alert, result: &str) {
+        let sent = match self.queue_full {
+            QueueFull::Wait => self.alerts.blocking_send(alert).is_ok(),
+            QueueFull::Drop => self.alerts.try_send(alert).is_ok(),
+        };
+        let result = if sent { result } else { "dropped" };
+        self.metrics.alerts.with_label_values(&[result]).inc();
+    }
+
+    /// Copies the flow table's gauges and counters into the metrics.
+    fn publish(&self) {
+        self.metrics.flows_tracked.set(self.flows.len() as i64);
+        let sources = [&self.flows.stats.expired, &self.flows.stats.evicted];
+        for ((source, seen), reason) in sources.iter().zip(&self.published).zip(["idle", "capacity"]) {
+            let now = source.load(Ordering::Relaxed);
+            let before = seen.swap(now, Ordering::Relaxed);
+            self.metrics.flows_removed.with_label_values(&[reason]).inc_by(now.saturating_sub(before));
+        }
+        let suppressed = self.aggregator.stats.suppressed.swap(0, Ordering::Relaxed);
+        self.metrics.alerts.with_label_values(&["suppressed"]).inc_by(suppressed);
+    }
+}
+
+/// One capture thread's view of the engine.
+pub struct Worker<'e> {
+    engine: &'e Engine,
+    set: Cache<&'e ArcSwap<IndicatorSet>, Arc<IndicatorSet>>,
+    counters: WorkerCounters,
+    interface: Option<Arc<str>>,
+}
+
+impl Worker<'_> {
+    /// Runs one captured frame through the pipeline.
+    #[inline]
+    pub fn process(&mut self, link: LinkType, frame: &[u8], wire_len: u32, time_ns: i64) {
+        self.counters.packet(wire_len);
+        match decode::decode(link, frame, wire_len, time_ns) {
+            Ok(packet) => self.packet(packet),
+            Err(reason) => self.counters.decode_error(reason),
+        }
+        if self.counters.pending() >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    /// Folds this worker's counters into the shared metrics.
+    pub fn flush(&mut self) {
+        self.counters.flush();
+        self.engine.publish();
+    }
+
+    /// Matches a decoded packet and raises an alert for a new flow that hit.
+    #[inline]
+    fn packet(&mut self, mut packet: Packet) {
+        let engine = self.engine;
+        engine.flows.maybe_sweep(packet.time_ns);
+        for summary in engine.aggregator.sweep(packet.time_ns.div_euclid(1_000_000)) {
+            engine.send(summary, "summarized");
+        }
+        let set = self.set.load();
+        let Some(mut hit) = set.match_packet(&packet) else { return };
+        if packet.fragment == Fragment::Later && engine.flows.fill_fragment_ports(&mut packet) {
+            hit = set.match_packet(&packet).unwrap_or(hit);
+        }
+        self.counters.hit(hit.kind);
+        engine.flows.remember_fragment(&packet);
+        if let Some(flow) = engine.flows.observe(&packet, &hit) {
+            let alert = alert(set, &packet, &hit, flow, self.interface.clone());
+            self.admit(alert);
+        }
+    }
+
+    /// Passes a new flow's alert through aggregation to the queue.
+    fn admit(&self, alert: Alert) {
+        match self.engine.aggregator.admit(alert) {
+            Admission::Suppressed => {}
+            Admission::Emit { alert, closed } => {
+                if let Some(summary) = closed {
+                    self.engine.send(summary, "summarized");
+                }
+                self.engine.send(alert, "emitted");
+            }
+        }
+    }
+}
+
+impl Drop for Worker<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Builds the alert for a new flow.
+fn alert(
+    set: &IndicatorSet,
+    packet: &Packet,
+    hit: &Hit,
+    flow: NewFlow,
+    interface: Option<Arc<str>>,
+) -> Alert {
+    Alert {
+        kind: hit.kind,
+        indicator: set.get(hit.index).clone(),
+        time_ms: packet.time_ns.div_euclid(1_000_000),
+        client: flow.client,
+        server: flow.server,
+        proto: packet.proto,
+        vlan: packet.vlans.outer(),
+        count: 1,
+        window_ms: None,
+        interface,
+    }
+}

@@ -18,8 +18,9 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::indicator::Indicator;
@@ -64,12 +65,17 @@ pub struct ParsedFeed {
 }
 
 impl ParsedFeed {
+    /// A feed of `format` without indicators, to be filled by a parser.
     fn empty(format: FeedFormat) -> ParsedFeed {
-        ParsedFeed { format, indicators: Vec::new(), skipped_rows: 0 }
+        ParsedFeed {
+            format,
+            indicators: Vec::new(),
+            skipped_rows: 0,
+        }
     }
 }
 
-/// Why a feed file was refused, and where: `origin:line: field `name`: reason`.
+/// Why a feed file was refused, and where; shown as ``origin:line: field `name`: reason``.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}{}{}: {reason}", LineLabel(*.line), FieldLabel(.field.as_deref()))]
 pub struct FeedError {
@@ -176,12 +182,18 @@ struct Problem {
 impl Problem {
     /// A fault in the named column or key.
     fn in_field(field: &str, reason: impl Into<String>) -> Problem {
-        Problem { field: Some(field.to_owned()), reason: reason.into() }
+        Problem {
+            field: Some(field.to_owned()),
+            reason: reason.into(),
+        }
     }
 
     /// A fault in the row as a whole.
     fn in_row(reason: impl Into<String>) -> Problem {
-        Problem { field: None, reason: reason.into() }
+        Problem {
+            field: None,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -318,7 +330,10 @@ fn parse_first_seen(text: &str) -> Result<Option<i64>, Problem> {
         Some(ms) => Ok(Some(ms)),
         None => Err(Problem::in_field(
             "first_seen_utc",
-            format!("`{}` is not a `YYYY-MM-DD HH:MM:SS` UTC time", excerpt(text)),
+            format!(
+                "`{}` is not a `YYYY-MM-DD HH:MM:SS` UTC time",
+                excerpt(text)
+            ),
         )),
     }
 }
@@ -414,8 +429,11 @@ impl CsvReader<'_, '_> {
         }
 
         let content = line.trim();
+        if content.is_empty() {
+            return Ok(());
+        }
+
         match content.strip_prefix('#') {
-            _ if content.is_empty() => Ok(()),
             Some(comment) => self.read_comment(number, comment),
             None => self.continue_record(number, FieldSplitter::default(), line),
         }
@@ -424,17 +442,11 @@ impl CsvReader<'_, '_> {
     /// Takes the column positions from a header comment; ignores any other comment.
     fn read_comment(&mut self, number: usize, comment: &str) -> Result<(), FeedError> {
         let content = comment.trim_start();
-        if !content.starts_with('"') || !content.contains("ioc_value") {
+        if !is_csv_header(content) {
             return Ok(());
         }
 
-        let mut splitter = FieldSplitter::default();
-        let split = splitter.feed(content).and_then(|()| match splitter.is_open() {
-            true => Err("the quoted column name is not closed"),
-            false => Ok(()),
-        });
-        let names = split
-            .map(|()| splitter.finish())
+        let names = FieldSplitter::split_line(content)
             .map_err(|reason| self.source.error(Some(number), Problem::in_row(reason)))?;
         let columns = Columns::from_header(&names, number)
             .map_err(|problem| self.source.error(Some(number), problem))?;
@@ -465,7 +477,9 @@ impl CsvReader<'_, '_> {
         let Some(columns) = &self.columns else {
             let reason = "no `# \"first_seen_utc\",\"ioc_id\",\"ioc_value\",...` header line \
                           before the first data row";
-            return Err(self.source.error(Some(1), Problem::in_field("ioc_value", reason)));
+            return Err(self
+                .source
+                .error(Some(1), Problem::in_field("ioc_value", reason)));
         };
         if values.len() != columns.width {
             let reason = format!(
@@ -497,6 +511,13 @@ impl CsvReader<'_, '_> {
     }
 }
 
+/// Whether a comment's text is the column header: it starts with `"` and names
+/// `ioc_value` or `ioc_type`. Accepting either means a header that lacks one of the two
+/// required columns is still taken as the header and refused with its own line number.
+fn is_csv_header(comment: &str) -> bool {
+    comment.starts_with('"') && (comment.contains("ioc_value") || comment.contains("ioc_type"))
+}
+
 /// Builds the indicator of one CSV record; `None` if its type is not matchable.
 fn csv_indicator(
     columns: &Columns,
@@ -522,7 +543,9 @@ fn csv_indicator(
 
 /// The value in `column`; empty if the column is absent or the value is `None`.
 fn csv_cell(values: &[String], column: Option<usize>) -> &str {
-    let value = column.and_then(|i| values.get(i)).map_or("", String::as_str);
+    let value = column
+        .and_then(|i| values.get(i))
+        .map_or("", String::as_str);
 
     if value == "None" { "" } else { value }
 }
@@ -555,6 +578,17 @@ struct FieldSplitter {
 }
 
 impl FieldSplitter {
+    /// Splits a record that must fit on one line, such as the header.
+    fn split_line(line: &str) -> Result<Vec<String>, &'static str> {
+        let mut splitter = FieldSplitter::default();
+        splitter.feed(line)?;
+        if splitter.is_open() {
+            return Err("a quoted value is not closed at the end of the line");
+        }
+
+        Ok(splitter.finish())
+    }
+
     /// Splits one line of the record. Afterwards [`FieldSplitter::is_open`] tells whether
     /// a quoted value continues on the next line.
     fn feed(&mut self, line: &str) -> Result<(), &'static str> {
@@ -731,7 +765,10 @@ impl<'de> Visitor<'de> for JsonRoot<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(id) = map.next_key::<String>()? {
-            let entries = JsonEntries { collector: &mut *self.0, id: &id };
+            let entries = JsonEntries {
+                collector: &mut *self.0,
+                id: &id,
+            };
             if let Err(error) = map.next_value_seed(entries) {
                 self.0.failed_id = Some(id);
                 return Err(error);
@@ -763,13 +800,46 @@ impl<'de> Visitor<'de> for JsonEntries<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(entry) = seq.next_element::<JsonEntry>()? {
-            // The error raised here gets the line where the entry ends from serde_json.
-            self.collector
-                .accept(self.id, &entry)
-                .map_err(de::Error::custom)?;
+        loop {
+            let entry = JsonEntrySeed {
+                collector: &mut *self.collector,
+                id: self.id,
+            };
+            if seq.next_element_seed(entry)?.is_none() {
+                return Ok(());
+            }
         }
-        Ok(())
+    }
+}
+
+/// Visits one entry and checks it before serde_json leaves the entry's object, so that
+/// serde_json stamps a rejection with the line of the entry's closing `}`.
+struct JsonEntrySeed<'c, 'a> {
+    collector: &'c mut JsonCollector<'a>,
+    id: &'c str,
+}
+
+impl<'de> DeserializeSeed<'de> for JsonEntrySeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonEntrySeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a ThreatFox entry object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let entry = JsonEntry::deserialize(MapAccessDeserializer::new(map))?;
+
+        self.collector
+            .accept(self.id, &entry)
+            .map_err(de::Error::custom)
     }
 }
 
@@ -845,14 +915,18 @@ fn json_kind(value: &Value) -> &'static str {
 fn parse_plain(source: &Source<'_>, text: &str) -> Result<ParsedFeed, FeedError> {
     let mut feed = ParsedFeed::empty(FeedFormat::PlainList);
     for (index, line) in text.lines().enumerate() {
-        let content = line.split_once('#').map_or(line, |(before, _)| before).trim();
+        let content = line
+            .split_once('#')
+            .map_or(line, |(before, _)| before)
+            .trim();
         if content.is_empty() {
             continue;
         }
 
         let (addr, port) = parse_plain_value(content)
             .map_err(|reason| source.error(Some(index + 1), Problem::in_row(reason)))?;
-        feed.indicators.push(Indicator::bare(addr, port, source.feed_name));
+        feed.indicators
+            .push(Indicator::bare(addr, port, source.feed_name));
     }
 
     Ok(feed)
@@ -917,7 +991,8 @@ mod tests {
 }
 "#;
 
-    const PLAIN: &str = "# C2 endpoints\n1.2.3.4:80\n\n  [2001:db8::1]:443  # v6\n5.6.7.8\n2001:db8::2\n";
+    const PLAIN: &str =
+        "# C2 endpoints\n1.2.3.4:80\n\n  [2001:db8::1]:443  # v6\n5.6.7.8\n2001:db8::2\n";
 
     /// A short CSV header naming `columns`, followed by `rows`.
     fn csv(columns: &str, rows: &[&str]) -> String {
@@ -972,26 +1047,35 @@ mod tests {
         assert_eq!(addr_port(indicator), endpoint("10.0.0.1:8443"));
         assert_eq!(&*indicator.malware, "Cobalt Strike");
         assert_eq!(&*indicator.threat_type, "");
-        assert_eq!((indicator.confidence, indicator.first_seen_ms), (None, None));
+        assert_eq!(
+            (indicator.confidence, indicator.first_seen_ms),
+            (None, None)
+        );
         assert_eq!(&*indicator.feed_id, "");
     }
 
     #[test]
     fn csv_none_means_empty() {
         let text = csv(
-            r#""first_seen_utc","ioc_id","ioc_value","ioc_type","threat_type","confidence_level","reference""#,
+            concat!(
+                r#""first_seen_utc","ioc_id","ioc_value","ioc_type","#,
+                r#""threat_type","confidence_level","reference""#,
+            ),
             &[r#""None", "None", "1.1.1.1:53", "ip:port", "None", "None", "None""#],
         );
         let indicator = &parse(&text).unwrap().indicators[0];
 
-        assert_eq!(indicator, &Indicator::bare("1.1.1.1".parse().unwrap(), Some(53), "tf"));
+        assert_eq!(
+            indicator,
+            &Indicator::bare("1.1.1.1".parse().unwrap(), Some(53), "tf")
+        );
     }
 
     #[test]
     fn csv_keeps_doubled_quotes_and_separators_inside_values() {
         let text = csv(
             r#""ioc_value","ioc_type","malware_printable","reference""#,
-            &[r#""1.1.1.1:53", "ip:port", "Say ""hi"", | = \", "https://x.example/a?b=1", "c""#],
+            &[r#""1.1.1.1:53", "ip:port", "Say ""hi"", | = \", "https://x.example/a?b=1"", ""c""#],
         );
         let indicator = &parse(&text).unwrap().indicators[0];
 
@@ -1041,7 +1125,10 @@ mod tests {
 
         assert_eq!(feed.skipped_rows, 2);
         let values: Vec<_> = feed.indicators.iter().map(addr_port).collect();
-        assert_eq!(values, [endpoint("1.1.1.1:53"), ("9.9.9.9".parse().unwrap(), None)]);
+        assert_eq!(
+            values,
+            [endpoint("1.1.1.1:53"), ("9.9.9.9".parse().unwrap(), None)]
+        );
     }
 
     #[test]
@@ -1070,13 +1157,21 @@ mod tests {
         let text = REAL_CSV.replace("2.26.75.239:1971", "2.26.75.239");
         let error = parse(&text).unwrap_err();
 
-        assert_eq!((error.line, error.field.as_deref()), (Some(10), Some("ioc_value")));
+        assert_eq!(
+            (error.line, error.field.as_deref()),
+            (Some(10), Some("ioc_value"))
+        );
         assert!(error.reason.contains("has no port"), "{error}");
     }
 
     #[test]
     fn csv_port_zero_and_unbracketed_v6_are_refused() {
-        for value in ["2.26.75.239:0", "2001:db8::1:443", "[2001:db8::1]", "evil.example:80"] {
+        for value in [
+            "2.26.75.239:0",
+            "2001:db8::1:443",
+            "[2001:db8::1]",
+            "evil.example:80",
+        ] {
             let text = REAL_CSV.replace("2.26.75.239:1971", value);
             let error = parse(&text).unwrap_err();
             assert_eq!(error.field.as_deref(), Some("ioc_value"), "{value}");
@@ -1085,45 +1180,103 @@ mod tests {
 
     #[test]
     fn csv_missing_ioc_value_column_names_header_line() {
-        let text = format!("# comment\n{}", csv(r#""ioc_id","ioc_type""#, &[r#""1","ip:port""#]));
+        let text = format!(
+            "# comment\n{}",
+            csv(r#""ioc_id","ioc_type""#, &[r#""1","ip:port""#])
+        );
         let error = parse(&text).unwrap_err();
 
-        assert_eq!((error.line, error.field.as_deref()), (Some(2), Some("ioc_value")));
+        assert_eq!(
+            (error.line, error.field.as_deref()),
+            (Some(2), Some("ioc_value"))
+        );
         assert!(error.reason.contains("missing"), "{error}");
+    }
+
+    #[test]
+    fn csv_missing_ioc_type_column_names_header_line() {
+        let text = csv(r#""ioc_id","ioc_value""#, &[r#""1","1.1.1.1:53""#]);
+        let error = parse(&text).unwrap_err();
+
+        assert_eq!(
+            (error.line, error.field.as_deref()),
+            (Some(1), Some("ioc_type"))
+        );
     }
 
     #[test]
     fn csv_without_header_reports_line_1() {
         let error = parse("\n\n\"1.1.1.1:53\",\"ip:port\"\n").unwrap_err();
 
-        assert_eq!((error.line, error.field.as_deref()), (Some(1), Some("ioc_value")));
+        assert_eq!(
+            (error.line, error.field.as_deref()),
+            (Some(1), Some("ioc_value"))
+        );
     }
 
     #[test]
     fn csv_row_with_wrong_value_count_names_its_line() {
-        let text = csv(r#""ioc_value","ioc_type""#, &[r#""1.1.1.1:53","ip:port","extra""#]);
+        let text = csv(
+            r#""ioc_value","ioc_type""#,
+            &[r#""1.1.1.1:53","ip:port","extra""#],
+        );
         let error = parse(&text).unwrap_err();
 
         assert_eq!((error.line, error.field.as_deref()), (Some(2), None));
-        assert_eq!(error.reason, "3 values, but the header on line 1 names 2 columns");
+        assert_eq!(
+            error.reason,
+            "3 values, but the header on line 1 names 2 columns"
+        );
     }
 
     #[test]
     fn csv_bad_confidence_and_first_seen_name_their_field() {
-        let cases = [("\"75\"", "\"101\"", "confidence_level"), ("\"2026-06-06 08:12:01\"", "\"yesterday\"", "first_seen_utc")];
+        let cases = [
+            ("\"75\"", "\"101\"", "confidence_level"),
+            ("\"2026-06-06 08:12:01\"", "\"yesterday\"", "first_seen_utc"),
+        ];
         for (good, bad, field) in cases {
             let error = parse(&REAL_CSV.replacen(good, bad, 1)).unwrap_err();
-            assert_eq!((error.line, error.field.as_deref()), (Some(10), Some(field)));
+            assert_eq!(
+                (error.line, error.field.as_deref()),
+                (Some(10), Some(field))
+            );
         }
     }
 
     #[test]
     fn csv_broken_quoting_is_refused_with_its_line() {
         let header = r#""ioc_value","ioc_type""#;
-        for (row, line) in [(r#""1.1.1.1:53"x,"ip:port""#, 2), (r#""1.1.1.1:53","ip:port"#, 2)] {
+        for (row, line) in [
+            (r#""1.1.1.1:53"x,"ip:port""#, 2),
+            (r#""1.1.1.1:53","ip:port"#, 2),
+        ] {
             let error = parse(&csv(header, &[row, "# trailer"])).unwrap_err();
             assert_eq!(error.line, Some(line), "{row}");
         }
+    }
+
+    #[test]
+    fn csv_header_with_open_quote_is_refused() {
+        let error =
+            parse("#\n# \"ioc_value\",\"ioc_type\n\"1.1.1.1:53\",\"ip:port\"\n").unwrap_err();
+
+        assert_eq!((error.line, error.field.as_deref()), (Some(2), None));
+    }
+
+    #[test]
+    fn json_names_the_line_of_the_faulty_entry_not_its_array() {
+        let text = r#"{"9": [
+            {"ioc_value": "1.1.1.1:53", "ioc_type": "ip:port"},
+            {"ioc_value": "1.1.1.1", "ioc_type": "ip:port"},
+            {"ioc_value": "1.1.1.2:53", "ioc_type": "ip:port"}
+        ]}"#;
+        let error = parse(text).unwrap_err();
+
+        assert_eq!(
+            (error.line, error.field.as_deref()),
+            (Some(3), Some("9.ioc_value"))
+        );
     }
 
     #[test]
@@ -1152,7 +1305,10 @@ mod tests {
 
     #[test]
     fn json_null_and_missing_keys_are_empty() {
-        let text = r#"{"7": [{"ioc_value": "[2001:db8::1]:443", "ioc_type": "ip:port", "reference": null, "tags": null}]}"#;
+        let text = r#"{"7": [{
+            "ioc_value": "[2001:db8::1]:443", "ioc_type": "ip:port", "reference": null,
+            "tags": null, "malware_printable": null, "confidence_level": null
+        }]}"#;
         let indicator = &parse(text).unwrap().indicators[0];
 
         let expected = Indicator {
@@ -1168,15 +1324,31 @@ mod tests {
         let error = parse(&text).unwrap_err();
 
         assert_eq!(error.field.as_deref(), Some("1500001.ioc_value"));
-        assert_eq!(error.line, Some(17));
+        assert_eq!(
+            error.line,
+            Some(17),
+            "the line of the entry's closing brace"
+        );
     }
 
     #[test]
     fn json_wrong_types_name_their_key() {
         let cases = [
-            ("\"confidence_level\": 75", "\"confidence_level\": 7.5", "1500001.confidence_level"),
-            ("\"confidence_level\": 75", "\"confidence_level\": \"x\"", "1500001.confidence_level"),
-            ("\"threat_type\": \"botnet_cc\"", "\"threat_type\": 1", "1500001.threat_type"),
+            (
+                "\"confidence_level\": 75",
+                "\"confidence_level\": 7.5",
+                "1500001.confidence_level",
+            ),
+            (
+                "\"confidence_level\": 75",
+                "\"confidence_level\": \"x\"",
+                "1500001.confidence_level",
+            ),
+            (
+                "\"threat_type\": \"botnet_cc\"",
+                "\"threat_type\": 1",
+                "1500001.threat_type",
+            ),
         ];
         for (good, bad, field) in cases {
             let error = parse(&REAL_JSON.replacen(good, bad, 1)).unwrap_err();
@@ -1198,12 +1370,18 @@ mod tests {
     fn json_value_that_is_not_an_array_names_its_key() {
         let error = parse("{\n\"query_status\": \"no_result\"\n}").unwrap_err();
 
-        assert_eq!((error.line, error.field.as_deref()), (Some(2), Some("query_status")));
+        assert_eq!(
+            (error.line, error.field.as_deref()),
+            (Some(2), Some("query_status"))
+        );
     }
 
     #[test]
     fn json_empty_object_is_an_empty_feed() {
-        assert_eq!(parse(" {}\n").unwrap(), ParsedFeed::empty(FeedFormat::ThreatFoxJson));
+        assert_eq!(
+            parse(" {}\n").unwrap(),
+            ParsedFeed::empty(FeedFormat::ThreatFoxJson)
+        );
     }
 
     #[test]
@@ -1219,7 +1397,11 @@ mod tests {
             ("2001:db8::2".parse().unwrap(), None),
         ];
         assert_eq!(values, expected);
-        assert!(feed.indicators.iter().all(|i| *i == Indicator::bare(i.addr, i.port, "tf")));
+        assert!(
+            feed.indicators
+                .iter()
+                .all(|i| *i == Indicator::bare(i.addr, i.port, "tf"))
+        );
     }
 
     #[test]
@@ -1230,7 +1412,10 @@ mod tests {
         assert_eq!((error.line, error.field.as_deref()), (Some(3), None));
         let message = error.to_string();
         assert!(message.starts_with("feeds/test:3: `xxxx"), "{message}");
-        assert!(message.contains(&format!("{}...`", "x".repeat(60))), "{message}");
+        assert!(
+            message.contains(&format!("{}...`", "x".repeat(60))),
+            "{message}"
+        );
         assert!(!message.contains(&"x".repeat(61)), "{message}");
     }
 
@@ -1245,22 +1430,35 @@ mod tests {
     #[test]
     fn empty_text_is_an_empty_plain_feed() {
         for text in ["", "\n \n", "# nothing yet\n", "\u{feff}"] {
-            assert_eq!(parse(text).unwrap(), ParsedFeed::empty(FeedFormat::PlainList));
+            assert_eq!(
+                parse(text).unwrap(),
+                ParsedFeed::empty(FeedFormat::PlainList)
+            );
         }
     }
 
     #[test]
     fn detect_format_looks_at_content() {
         assert_eq!(detect_format(REAL_CSV), FeedFormat::ThreatFoxCsv);
-        assert_eq!(detect_format("\"1.1.1.1:53\",\"ip:port\""), FeedFormat::ThreatFoxCsv);
-        assert_eq!(detect_format("\u{feff}\n  {\"1\": []}"), FeedFormat::ThreatFoxJson);
+        assert_eq!(
+            detect_format("\"1.1.1.1:53\",\"ip:port\""),
+            FeedFormat::ThreatFoxCsv
+        );
+        assert_eq!(
+            detect_format("\u{feff}\n  {\"1\": []}"),
+            FeedFormat::ThreatFoxJson
+        );
         assert_eq!(detect_format(PLAIN), FeedFormat::PlainList);
     }
 
     #[test]
     fn feed_format_display_names() {
-        let names = [FeedFormat::ThreatFoxCsv, FeedFormat::ThreatFoxJson, FeedFormat::PlainList]
-            .map(|format| format.to_string());
+        let names = [
+            FeedFormat::ThreatFoxCsv,
+            FeedFormat::ThreatFoxJson,
+            FeedFormat::PlainList,
+        ]
+        .map(|format| format.to_string());
 
         assert_eq!(names, ["threatfox-csv", "threatfox-json", "plain"]);
     }
@@ -1274,7 +1472,10 @@ mod tests {
             reason: "bad".into(),
         };
 
-        assert_eq!(error(Some(3), Some("x")).to_string(), "f.csv:3: field `x`: bad");
+        assert_eq!(
+            error(Some(3), Some("x")).to_string(),
+            "f.csv:3: field `x`: bad"
+        );
         assert_eq!(error(Some(3), None).to_string(), "f.csv:3: bad");
         assert_eq!(error(None, Some("x")).to_string(), "f.csv: field `x`: bad");
         assert_eq!(error(None, None).to_string(), "f.csv: bad");

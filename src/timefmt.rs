@@ -94,7 +94,11 @@ pub fn write_rfc3164(out: &mut impl fmt::Write, ms: i64) -> fmt::Result {
     let c = civil_from_unix_ms(ms);
     let month = month_name(c.month);
 
-    write!(out, "{month} {:>2} {:02}:{:02}:{:02}", c.day, c.hour, c.minute, c.second)
+    write!(
+        out,
+        "{month} {:>2} {:02}:{:02}:{:02}",
+        c.day, c.hour, c.minute, c.second
+    )
 }
 
 /// Writes `ms` as an RFC 5424 TIMESTAMP in UTC with milliseconds:
@@ -251,7 +255,11 @@ fn civil_from_days(days: i64) -> (i64, u8, u8) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let march_month = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * march_month + 2) / 5 + 1;
-    let month = if march_month < 10 { march_month + 3 } else { march_month - 9 };
+    let month = if march_month < 10 {
+        march_month + 3
+    } else {
+        march_month - 9
+    };
     let year = era * 400 + year_of_era + i64::from(month <= 2);
 
     (year, month as u8, day as u8)
@@ -266,9 +274,20 @@ mod tests {
     const YEAR_0_MS: i64 = -62_167_219_200_000;
     const YEAR_9999_END_MS: i64 = 253_402_300_799_999;
 
+    /// Text shaped almost like a timestamp, to reach the field checks.
+    const NEAR_MISS: &str = "[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9:.]{8,14}Z?";
+
     fn civil(year: i32, month: u8, day: u8, hms: (u8, u8, u8), millis: u16) -> Civil {
         let (hour, minute, second) = hms;
-        Civil { year, month, day, hour, minute, second, millis }
+        Civil {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            millis,
+        }
     }
 
     fn rfc3164(ms: i64) -> String {
@@ -291,17 +310,26 @@ mod tests {
 
     #[test]
     fn leap_day_2000() {
-        assert_eq!(civil_from_unix_ms(951_782_400_000), civil(2000, 2, 29, (0, 0, 0), 0));
+        assert_eq!(
+            civil_from_unix_ms(951_782_400_000),
+            civil(2000, 2, 29, (0, 0, 0), 0)
+        );
         assert_eq!(parse_utc("2000-02-29 00:00:00"), Some(951_782_400_000));
     }
 
     #[test]
     fn negative_times_count_back_from_epoch() {
-        assert_eq!(civil_from_unix_ms(-1), civil(1969, 12, 31, (23, 59, 59), 999));
+        assert_eq!(
+            civil_from_unix_ms(-1),
+            civil(1969, 12, 31, (23, 59, 59), 999)
+        );
         let ms = -2_203_845_904_000;
         assert_eq!(civil_from_unix_ms(ms), civil(1900, 3, 1, (12, 34, 56), 0));
         assert_eq!(parse_utc("1900-03-01 12:34:56"), Some(ms));
-        assert_eq!(parse_utc("1600-02-29T06:07:08.009Z"), Some(-11_670_976_371_991));
+        assert_eq!(
+            parse_utc("1600-02-29T06:07:08.009Z"),
+            Some(-11_670_976_371_991)
+        );
     }
 
     #[test]
@@ -324,7 +352,10 @@ mod tests {
 
     #[test]
     fn leap_second_reads_as_59() {
-        assert_eq!(parse_utc("2016-12-31 23:59:60"), parse_utc("2016-12-31 23:59:59"));
+        assert_eq!(
+            parse_utc("2016-12-31 23:59:60"),
+            parse_utc("2016-12-31 23:59:59")
+        );
         assert_eq!(parse_utc("2016-12-31 23:59:61"), None);
     }
 
@@ -367,7 +398,11 @@ mod tests {
     #[test]
     fn extremes_of_i64_round_trip() {
         for ms in [i64::MIN, i64::MIN + 1, i64::MAX - 1, i64::MAX] {
-            assert_eq!(unix_ms_from_civil(&civil_from_unix_ms(ms)), Some(ms), "{ms}");
+            assert_eq!(
+                unix_ms_from_civil(&civil_from_unix_ms(ms)),
+                Some(ms),
+                "{ms}"
+            );
         }
     }
 
@@ -376,7 +411,10 @@ mod tests {
         assert_eq!(rfc3164(1_796_314_500_123), "Dec  3 16:15:00");
         assert_eq!(rfc3164(1_780_733_521_000), "Jun  6 08:12:01");
         assert_eq!(rfc3164(0), "Jan  1 00:00:00");
-        assert_eq!(rfc3164(parse_utc("2026-10-13 01:02:03").unwrap()), "Oct 13 01:02:03");
+        assert_eq!(
+            rfc3164(parse_utc("2026-10-13 01:02:03").unwrap()),
+            "Oct 13 01:02:03"
+        );
     }
 
     #[test]
@@ -414,7 +452,7 @@ mod tests {
         }
 
         #[test]
-        fn parse_utc_never_panics_on_near_misses(text in "[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9:.]{8,14}Z?") {
+        fn parse_utc_never_panics_on_near_misses(text in NEAR_MISS) {
             let _ = parse_utc(&text);
         }
     }

@@ -42,6 +42,9 @@ pub struct Alert {
 }
 
 /// What the aggregator decided for a new flow's alert.
+// Returned once per new flow that hit, which is rare: boxing would add an allocation to
+// save a copy.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admission {
     /// Send this alert now, after the summary of the window it closed, if any.
@@ -107,25 +110,42 @@ impl Aggregator {
     /// Decides whether a new flow's alert goes out now.
     pub fn admit(&self, alert: Alert) -> Admission {
         if self.window_ms <= 0 {
-            return Admission::Emit { alert, closed: None };
+            return Admission::Emit {
+                alert,
+                closed: None,
+            };
         }
         let key = WindowKey {
             client: alert.client.addr,
-            indicator: Endpoint { addr: alert.indicator.addr, port: alert.indicator.port },
+            indicator: Endpoint {
+                addr: alert.indicator.addr,
+                port: alert.indicator.port,
+            },
             kind: alert.kind,
         };
         if let Some(mut w) = self.windows.get_mut(&key) {
             if alert.time_ms < w.opened_ms + self.window_ms {
                 w.suppressed += 1;
-                w.first_ms = if w.suppressed == 1 { alert.time_ms } else { w.first_ms };
+                w.first_ms = if w.suppressed == 1 {
+                    alert.time_ms
+                } else {
+                    w.first_ms
+                };
                 w.last = Some(alert);
                 self.stats.suppressed.fetch_add(1, Ordering::Relaxed);
                 return Admission::Suppressed;
             }
         }
-        let window = Window { opened_ms: alert.time_ms, suppressed: 0, first_ms: 0, last: None };
+        let window = Window {
+            opened_ms: alert.time_ms,
+            suppressed: 0,
+            first_ms: 0,
+            last: None,
+        };
         let closed = if self.windows.len() < self.max_windows || self.windows.contains_key(&key) {
-            self.windows.insert(key, window).and_then(|mut old| summary(&mut old))
+            self.windows
+                .insert(key, window)
+                .and_then(|mut old| summary(&mut old))
         } else {
             None
         };
@@ -143,7 +163,11 @@ impl Aggregator {
             return Vec::new();
         }
         let next = now_ms.saturating_add(1_000);
-        if self.next_sweep_ms.compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        if self
+            .next_sweep_ms
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
             return Vec::new();
         }
         self.close(|w| w.opened_ms + self.window_ms <= now_ms)
@@ -166,7 +190,9 @@ impl Aggregator {
             }
             false
         });
-        self.stats.summaries.fetch_add(summaries.len() as u64, Ordering::Relaxed);
+        self.stats
+            .summaries
+            .fetch_add(summaries.len() as u64, Ordering::Relaxed);
         summaries.sort_by_key(|a| a.time_ms);
         summaries
     }
@@ -190,8 +216,14 @@ mod tests {
             kind: HitKind::Endpoint,
             indicator: Arc::new(indicator),
             time_ms,
-            client: Endpoint { addr: client.parse().unwrap(), port: Some(50000) },
-            server: Endpoint { addr: "2.26.75.239".parse().unwrap(), port: Some(1971) },
+            client: Endpoint {
+                addr: client.parse().unwrap(),
+                port: Some(50000),
+            },
+            server: Endpoint {
+                addr: "2.26.75.239".parse().unwrap(),
+                port: Some(1971),
+            },
             proto: 6,
             vlan: None,
             count: 1,
@@ -203,9 +235,15 @@ mod tests {
     #[test]
     fn beacons_within_a_window_become_one_summary() {
         let agg = Aggregator::new(60_000, 100);
-        assert!(matches!(agg.admit(alert("10.0.0.1", 0)), Admission::Emit { .. }));
+        assert!(matches!(
+            agg.admit(alert("10.0.0.1", 0)),
+            Admission::Emit { .. }
+        ));
         for t in 1..=5 {
-            assert_eq!(agg.admit(alert("10.0.0.1", t * 10_000)), Admission::Suppressed);
+            assert_eq!(
+                agg.admit(alert("10.0.0.1", t * 10_000)),
+                Admission::Suppressed
+            );
         }
         assert!(agg.sweep(59_999).is_empty());
         let out = agg.sweep(61_000); // sweeps run at most once a second
@@ -218,17 +256,32 @@ mod tests {
     #[test]
     fn other_clients_and_zero_window_are_not_aggregated() {
         let agg = Aggregator::new(60_000, 100);
-        assert!(matches!(agg.admit(alert("10.0.0.1", 0)), Admission::Emit { .. }));
-        assert!(matches!(agg.admit(alert("10.0.0.2", 1)), Admission::Emit { .. }));
+        assert!(matches!(
+            agg.admit(alert("10.0.0.1", 0)),
+            Admission::Emit { .. }
+        ));
+        assert!(matches!(
+            agg.admit(alert("10.0.0.2", 1)),
+            Admission::Emit { .. }
+        ));
         let off = Aggregator::new(0, 100);
-        assert!(matches!(off.admit(alert("10.0.0.1", 0)), Admission::Emit { .. }));
-        assert!(matches!(off.admit(alert("10.0.0.1", 1)), Admission::Emit { .. }));
+        assert!(matches!(
+            off.admit(alert("10.0.0.1", 0)),
+            Admission::Emit { .. }
+        ));
+        assert!(matches!(
+            off.admit(alert("10.0.0.1", 1)),
+            Admission::Emit { .. }
+        ));
     }
 
     #[test]
     fn a_flow_after_the_window_opens_a_new_one_and_the_old_summary_is_kept() {
         let agg = Aggregator::new(60_000, 100);
-        assert!(matches!(agg.admit(alert("10.0.0.1", 0)), Admission::Emit { .. }));
+        assert!(matches!(
+            agg.admit(alert("10.0.0.1", 0)),
+            Admission::Emit { .. }
+        ));
         assert_eq!(agg.admit(alert("10.0.0.1", 1_000)), Admission::Suppressed);
         let Admission::Emit { closed, .. } = agg.admit(alert("10.0.0.1", 70_000)) else {
             panic!("a flow after the window must be sent");

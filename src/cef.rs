@@ -65,7 +65,11 @@ impl CefWriter {
         };
         let mut dvchost = String::new();
         push_escaped(&mut dvchost, sensor, usize::MAX);
-        CefWriter { headers: HitKind::ALL.map(header), dvchost, home }
+        CefWriter {
+            headers: HitKind::ALL.map(header),
+            dvchost,
+            home,
+        }
     }
 
     /// The CEF severity (0-10) of an alert.
@@ -97,8 +101,12 @@ impl CefWriter {
         let _ = write!(out, "dst={} ", s.addr);
         write_opt(out, "dpt=", s.port);
         match proto_name(alert.proto) {
-            Some(name) => { let _ = write!(out, "proto={name}"); }
-            None => { let _ = write!(out, "proto={}", alert.proto); }
+            Some(name) => {
+                let _ = write!(out, "proto={name}");
+            }
+            None => {
+                let _ = write!(out, "proto={}", alert.proto);
+            }
         }
         let _ = write!(out, " act={ACTION}");
         if let Some(direction) = self.direction(c.addr, s.addr) {
@@ -115,7 +123,10 @@ impl CefWriter {
             let _ = write!(out, " cn2Label=VlanId cn2={vlan}");
         }
         if let Some(first_seen) = alert.indicator.first_seen_ms {
-            let _ = write!(out, " deviceCustomDate1Label=FirstSeen deviceCustomDate1={first_seen}");
+            let _ = write!(
+                out,
+                " deviceCustomDate1Label=FirstSeen deviceCustomDate1={first_seen}"
+            );
         }
     }
 
@@ -248,8 +259,14 @@ mod tests {
             kind: HitKind::Endpoint,
             indicator: Arc::new(indicator),
             time_ms: 1_780_000_000_123,
-            client: Endpoint { addr: "10.20.1.10".parse().unwrap(), port: Some(49200) },
-            server: Endpoint { addr: "2.26.75.239".parse().unwrap(), port: Some(1971) },
+            client: Endpoint {
+                addr: "10.20.1.10".parse().unwrap(),
+                port: Some(49200),
+            },
+            server: Endpoint {
+                addr: "2.26.75.239".parse().unwrap(),
+                port: Some(1971),
+            },
             proto: 6,
             vlan: None,
             count: 1,
@@ -327,7 +344,10 @@ mod tests {
     #[test]
     fn kinds_have_distinct_classes_and_address_only_is_lower() {
         let ids: Vec<_> = HitKind::ALL.iter().map(|k| class(*k).0).collect();
-        assert_eq!(ids, ["ioc-endpoint", "ioc-address", "ioc-address-other-port"]);
+        assert_eq!(
+            ids,
+            ["ioc-endpoint", "ioc-address", "ioc-address-other-port"]
+        );
         assert!(class(HitKind::AddressOtherPort).2 < class(HitKind::Endpoint).2);
     }
 }

@@ -20,8 +20,10 @@ use crate::indicator::{Indicator, IndicatorSet};
 /// The built-in configuration, the same text as `config/c2watch.toml`.
 pub const BUILTIN_CONFIG: &str = include_str!("../config/c2watch.toml");
 /// Feeds compiled into the binary, by the file name the built-in configuration uses.
-pub const BUILTIN_FEEDS: &[(&str, &str)] =
-    &[("threatfox-remcos.csv", include_str!("../config/threatfox-remcos.csv"))];
+pub const BUILTIN_FEEDS: &[(&str, &str)] = &[(
+    "threatfox-remcos.csv",
+    include_str!("../config/threatfox-remcos.csv"),
+)];
 /// Origin name of the built-in configuration in messages.
 pub const BUILTIN_ORIGIN: &str = "builtin:c2watch.toml";
 
@@ -230,7 +232,10 @@ impl Facility {
 impl Default for SensorConfig {
     fn default() -> Self {
         let nets = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"];
-        SensorConfig { name: None, home_networks: nets.map(String::from).to_vec() }
+        SensorConfig {
+            name: None,
+            home_networks: nets.map(String::from).to_vec(),
+        }
     }
 }
 
@@ -248,13 +253,22 @@ impl Default for CaptureConfig {
 
 impl Default for FlowConfig {
     fn default() -> Self {
-        FlowConfig { idle_timeout_secs: 120, max_flows: 65_536, aggregate_window_secs: 300 }
+        FlowConfig {
+            idle_timeout_secs: 120,
+            max_flows: 65_536,
+            aggregate_window_secs: 300,
+        }
     }
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { stdout: false, max_record_bytes: 1024, queue_alerts: 4096, syslog: vec![] }
+        OutputConfig {
+            stdout: false,
+            max_record_bytes: 1024,
+            queue_alerts: 4096,
+            syslog: vec![],
+        }
     }
 }
 
@@ -324,7 +338,11 @@ pub fn parse(text: &str, origin: Origin) -> Result<Loaded, ConfigError> {
         message: e.to_string().trim_end().replace('\n', " "),
     })?;
     let home_networks = validate(&config, &origin)?;
-    Ok(Loaded { config, origin, home_networks })
+    Ok(Loaded {
+        config,
+        origin,
+        home_networks,
+    })
 }
 
 /// Checks ranges and formats; returns the parsed home networks.
@@ -337,17 +355,29 @@ fn validate(config: &Config, origin: &Origin) -> Result<Vec<IpNet>, ConfigError>
     if let Some(name) = &config.sensor.name {
         check_sensor_name(name).map_err(|r| invalid("sensor.name", r))?;
     }
-    let nets = config.sensor.home_networks.iter().enumerate().map(|(i, n)| {
-        n.parse::<IpNet>()
-            .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
-            .map_err(|_| invalid(&format!("sensor.home_networks[{i}]"), format!("`{n}` is not a network")))
-    });
+    let nets = config
+        .sensor
+        .home_networks
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            n.parse::<IpNet>()
+                .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        &format!("sensor.home_networks[{i}]"),
+                        format!("`{n}` is not a network"),
+                    )
+                })
+        });
     let nets = nets.collect::<Result<Vec<_>, _>>()?;
     let f = &config.flow;
     positive(f.idle_timeout_secs, "flow.idle_timeout_secs").map_err(|(k, r)| invalid(k, r))?;
     positive(f.max_flows as u64, "flow.max_flows").map_err(|(k, r)| invalid(k, r))?;
-    positive(config.output.queue_alerts as u64, "output.queue_alerts").map_err(|(k, r)| invalid(k, r))?;
-    positive(config.capture.snaplen_bytes.into(), "capture.snaplen_bytes").map_err(|(k, r)| invalid(k, r))?;
+    positive(config.output.queue_alerts as u64, "output.queue_alerts")
+        .map_err(|(k, r)| invalid(k, r))?;
+    positive(config.capture.snaplen_bytes.into(), "capture.snaplen_bytes")
+        .map_err(|(k, r)| invalid(k, r))?;
     if !(512..=65_000).contains(&config.output.max_record_bytes) {
         let reason = "must be between 512 and 65000".to_string();
         return Err(invalid("output.max_record_bytes", reason));
@@ -363,7 +393,11 @@ fn validate(config: &Config, origin: &Origin) -> Result<Vec<IpNet>, ConfigError>
 
 /// A value that must be above zero.
 fn positive(value: u64, field: &'static str) -> Result<(), (&'static str, String)> {
-    if value == 0 { Err((field, "must be greater than 0".into())) } else { Ok(()) }
+    if value == 0 {
+        Err((field, "must be greater than 0".into()))
+    } else {
+        Ok(())
+    }
 }
 
 /// A sensor name must be usable as a syslog HOSTNAME (RFC 5424 6.2.4: printable ASCII,
@@ -373,7 +407,9 @@ pub fn check_sensor_name(name: &str) -> Result<(), String> {
         return Err("must be 1 to 255 characters".into());
     }
     if !name.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!("`{name}` has characters other than printable ASCII"));
+        return Err(format!(
+            "`{name}` has characters other than printable ASCII"
+        ));
     }
     Ok(())
 }
@@ -407,12 +443,17 @@ impl SyslogUrl {
             return Err(format!("`{url}` must start with udp:// or tcp://"));
         };
         let rest = rest.trim_end_matches('/');
-        let port = rest.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+        let port = rest
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
         match port {
-            Some((host, Ok(p))) if !host.is_empty() && p != 0 => {
-                Ok(SyslogUrl { transport, address: rest.to_string() })
-            }
-            _ => Err(format!("`{url}` needs a host and a port, e.g. udp://127.0.0.1:514")),
+            Some((host, Ok(p))) if !host.is_empty() && p != 0 => Ok(SyslogUrl {
+                transport,
+                address: rest.to_string(),
+            }),
+            _ => Err(format!(
+                "`{url}` needs a host and a port, e.g. udp://127.0.0.1:514"
+            )),
         }
     }
 }
@@ -430,7 +471,11 @@ pub fn host_name() -> String {
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     let name = String::from_utf8_lossy(&buf[..end]).into_owned();
-    if rc == 0 && check_sensor_name(&name).is_ok() { name } else { "c2watch".into() }
+    if rc == 0 && check_sensor_name(&name).is_ok() {
+        name
+    } else {
+        "c2watch".into()
+    }
 }
 
 /// Where a feed's text comes from.
@@ -463,20 +508,31 @@ impl Feed {
 
 /// The configured feeds with their paths resolved.
 pub fn feeds(loaded: &Loaded) -> Vec<Feed> {
-    loaded.config.feeds.iter().map(|f| resolve(f, &loaded.origin)).collect()
+    loaded
+        .config
+        .feeds
+        .iter()
+        .map(|f| resolve(f, &loaded.origin))
+        .collect()
 }
 
 /// Resolves one feed's path against the configuration's origin.
 fn resolve(feed: &FeedConfig, origin: &Origin) -> Feed {
     let source = match origin {
         _ if feed.path.is_absolute() => FeedSource::File(feed.path.clone()),
-        Origin::Builtin => match BUILTIN_FEEDS.iter().find(|(n, _)| Path::new(n) == feed.path) {
+        Origin::Builtin => match BUILTIN_FEEDS
+            .iter()
+            .find(|(n, _)| Path::new(n) == feed.path)
+        {
             Some((name, text)) => FeedSource::Builtin(name, text),
             None => FeedSource::File(feed.path.clone()),
         },
         Origin::File(p) => FeedSource::File(p.parent().unwrap_or(Path::new(".")).join(&feed.path)),
     };
-    Feed { name: feed.name.clone(), source }
+    Feed {
+        name: feed.name.clone(),
+        source,
+    }
 }
 
 /// Feeds given on the command line (`--ioc FILE`), named after their file stem.
@@ -484,7 +540,9 @@ pub fn feeds_from_paths(paths: &[PathBuf]) -> Vec<Feed> {
     paths
         .iter()
         .map(|p| Feed {
-            name: p.file_stem().map_or("ioc".into(), |s| s.to_string_lossy().into_owned()),
+            name: p
+                .file_stem()
+                .map_or("ioc".into(), |s| s.to_string_lossy().into_owned()),
             source: FeedSource::File(p.clone()),
         })
         .collect()
@@ -558,7 +616,10 @@ mod tests {
         let values: Vec<String> = (0..2).map(|i| set.get(i).value().to_string()).collect();
         assert_eq!(values, ["2.26.75.239:1971", "192.177.111.89:7788"]);
         let first = set.get(0);
-        assert_eq!((&*first.malware, &*first.threat_type), ("Remcos", "botnet_cc"));
+        assert_eq!(
+            (&*first.malware, &*first.threat_type),
+            ("Remcos", "botnet_cc")
+        );
         assert_eq!(first.confidence, Some(75));
     }
 
@@ -572,10 +633,21 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_field() {
-        let err = parse("[sensor]\nhome_networks = [\"10.0.0.0/33\"]\n", Origin::Builtin);
-        assert!(err.unwrap_err().to_string().contains("sensor.home_networks[0]"));
+        let err = parse(
+            "[sensor]\nhome_networks = [\"10.0.0.0/33\"]\n",
+            Origin::Builtin,
+        );
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("sensor.home_networks[0]")
+        );
         let err = parse("[[output.syslog]]\nurl = \"http://x\"\n", Origin::Builtin);
-        assert!(err.unwrap_err().to_string().contains("output.syslog[0].url"));
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("output.syslog[0].url")
+        );
         let err = parse("[flow]\nmax_flows = 0\n", Origin::Builtin);
         assert!(err.unwrap_err().to_string().contains("flow.max_flows"));
     }
@@ -591,7 +663,10 @@ mod tests {
     #[test]
     fn syslog_urls() {
         let u = SyslogUrl::parse("tcp://[::1]:6514").unwrap();
-        assert_eq!((u.transport, u.address.as_str()), (Transport::Tcp, "[::1]:6514"));
+        assert_eq!(
+            (u.transport, u.address.as_str()),
+            (Transport::Tcp, "[::1]:6514")
+        );
         assert!(SyslogUrl::parse("udp://host").is_err());
         assert!(SyslogUrl::parse("udp://:514").is_err());
         assert_eq!(Facility::Local4.code(), 20);

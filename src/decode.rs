@@ -13,7 +13,7 @@
 //! IP payload, so a truncated or odd transport header still gives its ports. A later IP
 //! fragment carries no transport header and decodes without ports.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use etherparse::err::packet::SliceError;
 use etherparse::{
@@ -137,7 +137,9 @@ impl VlanStack {
     /// The outermost VLAN id, if the frame was tagged.
     pub fn outer(self) -> Option<u16> {
         let tags = (0..3).map(|i| (self.0 >> (16 * i)) & 0xffff);
-        tags.take_while(|t| t & 0x8000 != 0).last().map(|t| (t & 0x0fff) as u16)
+        tags.take_while(|t| t & 0x8000 != 0)
+            .last()
+            .map(|t| (t & 0x0fff) as u16)
     }
 }
 
@@ -221,7 +223,10 @@ fn cooked(
 ) -> Result<LaxSlicedPacket<'_>, DecodeError> {
     let payload = frame.get(header_len..).ok_or(DecodeError::Truncated)?;
     let protocol = u16::from_be_bytes([frame[protocol_at], frame[protocol_at + 1]]);
-    Ok(LaxSlicedPacket::from_ether_type(EtherType(protocol), payload))
+    Ok(LaxSlicedPacket::from_ether_type(
+        EtherType(protocol),
+        payload,
+    ))
 }
 
 /// Slices a frame that starts with the IP header.
@@ -246,8 +251,15 @@ fn summarize(sliced: &LaxSlicedPacket<'_>) -> Result<Packet, DecodeError> {
         Some(LaxNetSlice::Ipv4(ip)) => {
             let h = ip.header();
             let fragment = ipv4_fragment(h.more_fragments(), h.fragments_offset().value());
-            let frag_id = if fragment == Fragment::No { 0 } else { u32::from(h.identification()) };
-            let (src, dst) = (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()));
+            let frag_id = if fragment == Fragment::No {
+                0
+            } else {
+                u32::from(h.identification())
+            };
+            let (src, dst) = (
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+            );
             (src, dst, fragment, frag_id, ip.payload())
         }
         Some(LaxNetSlice::Ipv6(ip)) => {
@@ -346,14 +358,225 @@ pub fn proto_name(proto: u8) -> Option<&'static str> {
     }
 }
 
-/// An address's family-independent ordering key, used to normalise flow direction.
-#[inline]
-pub fn addr_key(addr: IpAddr) -> u128 {
-    match addr {
-        IpAddr::V4(a) => u128::from(u32::from(a)),
-        IpAddr::V6(a) => u128::from(a),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{self, Tcp};
+    use proptest::prelude::*;
+
+    const CLIENT: &str = "10.20.1.10:49200";
+    const C2: &str = "2.26.75.239:1971";
+
+    fn ep(s: &str) -> std::net::SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn syn() -> Vec<u8> {
+        testkit::tcp(ep(CLIENT), ep(C2), Tcp::Syn, b"")
+    }
+
+    fn ports(p: &Packet) -> (Option<u16>, Option<u16>) {
+        (p.src_port, p.dst_port)
+    }
+
+    #[test]
+    fn ethernet_ipv4_tcp_syn() {
+        let p = decode(LinkType::Ethernet, &syn(), 60, 7).unwrap();
+        assert_eq!((p.src, p.dst), (ep(CLIENT).ip(), ep(C2).ip()));
+        assert_eq!(ports(&p), (Some(49200), Some(1971)));
+        assert_eq!((p.proto, p.time_ns, p.wire_len), (PROTO_TCP, 7, 60));
+        assert!(p.is_syn() && !p.is_syn_ack());
+        assert_eq!(p.fragment, Fragment::No);
+    }
+
+    #[test]
+    fn every_link_type_gives_the_same_packet() {
+        let eth = syn();
+        let expected = decode(LinkType::Ethernet, &eth, 0, 0).unwrap();
+        let mut null = 2u32.to_ne_bytes().to_vec(); // AF_INET in host byte order
+        null.extend_from_slice(&testkit::to_raw_ip(&eth));
+        let cases = [
+            (LinkType::LinuxSll, testkit::to_sll(&eth)),
+            (LinkType::LinuxSll2, testkit::to_sll2(&eth)),
+            (LinkType::RawIp, testkit::to_raw_ip(&eth)),
+            (LinkType::Null, null),
+        ];
+        for (link, frame) in cases {
+            assert_eq!(decode(link, &frame, 0, 0), Ok(expected), "{link:?}");
+        }
+    }
+
+    #[test]
+    fn link_types_map_from_their_numbers() {
+        for dlt in [1, 113, 276, 101, 12, 14, 228, 229, 0, 108] {
+            assert!(LinkType::from_dlt(dlt).is_some(), "{dlt}");
+        }
+        assert_eq!(LinkType::from_dlt(105), None); // 802.11
+    }
+
+    #[test]
+    fn up_to_three_vlan_tags_are_skipped_and_kept_in_the_key() {
+        for ids in [&[100][..], &[100, 200], &[100, 200, 300]] {
+            let frame = testkit::with_vlans(&syn(), ids);
+            let p = decode(LinkType::Ethernet, &frame, 0, 0).unwrap();
+            assert_eq!(ports(&p), (Some(49200), Some(1971)), "{ids:?}");
+            assert_eq!(p.vlans.outer(), Some(100));
+        }
+        let one = decode(LinkType::Ethernet, &testkit::with_vlans(&syn(), &[7]), 0, 0).unwrap();
+        let two = decode(
+            LinkType::Ethernet,
+            &testkit::with_vlans(&syn(), &[7, 8]),
+            0,
+            0,
+        )
+        .unwrap();
+        assert_ne!(one.vlans, two.vlans);
+    }
+
+    #[test]
+    fn ipv4_options_are_skipped() {
+        let header = etherparse::Ipv4Header {
+            options: [1, 1, 1, 0].into(), // NOP, NOP, NOP, end of options list
+            ..etherparse::Ipv4Header::new(20, 64, IpNumber::TCP, [10, 0, 0, 1], [2, 26, 75, 239])
+                .unwrap()
+        };
+        let tcp = etherparse::TcpHeader::new(40000, 1971, 1, 1024);
+        let mut frame = syn()[..14].to_vec();
+        header.write(&mut frame).unwrap();
+        tcp.write(&mut frame).unwrap();
+        let p = decode(LinkType::Ethernet, &frame, 0, 0).unwrap();
+        assert_eq!(ports(&p), (Some(40000), Some(1971)));
+    }
+
+    #[test]
+    fn ipv4_fragments_first_has_ports_later_has_none() {
+        let frame = testkit::udp(ep(CLIENT), ep(C2), &[0xaa; 64]);
+        let (first, later) = testkit::fragment_ipv4(&frame, 32);
+        let f = decode(LinkType::Ethernet, &first, 0, 0).unwrap();
+        let l = decode(LinkType::Ethernet, &later, 0, 0).unwrap();
+        assert_eq!(
+            (f.fragment, ports(&f)),
+            (Fragment::First, (Some(49200), Some(1971)))
+        );
+        assert_eq!((l.fragment, ports(&l)), (Fragment::Later, (None, None)));
+        assert_eq!(f.frag_id, l.frag_id);
+        assert_eq!(l.dst, ep(C2).ip());
+    }
+
+    /// An Ethernet frame with IPv6 (next header `first`) and the given extension headers
+    /// and upper-layer bytes.
+    fn ipv6_frame(first: u8, rest: &[u8]) -> Vec<u8> {
+        let mut frame = syn()[..12].to_vec(); // MAC addresses
+        frame.extend_from_slice(&[0x86, 0xdd]); // EtherType IPv6
+        frame.extend_from_slice(&[0x60, 0, 0, 0]); // version 6, traffic class, flow label
+        frame.extend_from_slice(&(rest.len() as u16).to_be_bytes()); // payload length
+        frame.extend_from_slice(&[first, 64]); // next header, hop limit
+        frame.extend_from_slice(&"2001:db8::5".parse::<Ipv6Addr>().unwrap().octets());
+        frame.extend_from_slice(&"2001:db8::66".parse::<Ipv6Addr>().unwrap().octets());
+        frame.extend_from_slice(rest);
+        frame
+    }
+
+    /// A 20-byte TCP header from port 50000 to 443 with the given flags.
+    fn tcp_header(flags: u8) -> Vec<u8> {
+        let mut h = vec![0xc3, 0x50, 0x01, 0xbb]; // ports 50000 -> 443
+        h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]); // sequence, acknowledgment
+        h.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]); // offset 5, flags, window, checksum, urgent
+        h
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_walked_to_the_transport() {
+        let mut rest = vec![60, 0, 1, 4, 0, 0, 0, 0]; // Hop-by-Hop: next DestOpts, PadN
+        rest.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]); // Destination Options: next TCP, PadN
+        rest.extend_from_slice(&tcp_header(TCP_SYN));
+        let p = decode(LinkType::Ethernet, &ipv6_frame(0, &rest), 0, 0).unwrap();
+        assert_eq!((p.proto, ports(&p)), (PROTO_TCP, (Some(50000), Some(443))));
+        assert_eq!(p.dst, "2001:db8::66".parse::<IpAddr>().unwrap());
+        assert!(p.is_syn());
+    }
+
+    #[test]
+    fn ipv6_fragments_first_has_ports_later_has_none() {
+        let mut first = vec![6, 0, 0x00, 0x01, 0, 0, 0, 9]; // Fragment: next TCP, offset 0, M=1, id 9
+        first.extend_from_slice(&tcp_header(TCP_ACK));
+        let p = decode(LinkType::Ethernet, &ipv6_frame(44, &first), 0, 0).unwrap();
+        assert_eq!(
+            (p.fragment, ports(&p), p.frag_id),
+            (Fragment::First, (Some(50000), Some(443)), 9)
+        );
+        let mut later = vec![6, 0, 0x00, 0x08, 0, 0, 0, 9]; // Fragment: offset 1 (8 bytes), M=0, id 9
+        later.extend_from_slice(&[0xaa; 16]);
+        let p = decode(LinkType::Ethernet, &ipv6_frame(44, &later), 0, 0).unwrap();
+        assert_eq!(
+            (p.fragment, ports(&p), p.frag_id),
+            (Fragment::Later, (None, None), 9)
+        );
+    }
+
+    #[test]
+    fn snaplen_cut_inside_tcp_still_gives_ports() {
+        let frame = testkit::tcp(ep(CLIENT), ep(C2), Tcp::Ack, &[0; 400]);
+        let p = decode(LinkType::Ethernet, &frame[..14 + 20 + 4], 454, 0).unwrap();
+        assert_eq!(ports(&p), (Some(49200), Some(1971)));
+        let p = decode(LinkType::Ethernet, &frame[..14 + 20 + 2], 454, 0).unwrap();
+        assert_eq!(ports(&p), (None, None));
+    }
+
+    #[test]
+    fn broken_frames_are_reported_by_reason() {
+        let frame = syn();
+        assert_eq!(
+            decode(LinkType::Ethernet, &frame[..10], 0, 0),
+            Err(DecodeError::Truncated)
+        );
+        assert_eq!(
+            decode(LinkType::Ethernet, &frame[..20], 0, 0),
+            Err(DecodeError::Truncated)
+        );
+        assert_eq!(
+            decode(LinkType::LinuxSll2, &frame[..19], 0, 0),
+            Err(DecodeError::Truncated)
+        );
+        assert_eq!(
+            decode(LinkType::RawIp, &[], 0, 0),
+            Err(DecodeError::Truncated)
+        );
+        let mut bad_ihl = frame.clone();
+        bad_ihl[14] = 0x41; // IPv4 with a 4-byte header: below the minimum of 20
+        assert_eq!(
+            decode(LinkType::Ethernet, &bad_ihl, 0, 0),
+            Err(DecodeError::Malformed)
+        );
+        let arp = testkit::arp_request();
+        assert_eq!(
+            decode(LinkType::Ethernet, &arp, 0, 0),
+            Err(DecodeError::NotIp)
+        );
+    }
+
+    #[test]
+    fn icmp_has_no_ports() {
+        let frame = testkit::ip_only(ep(CLIENT).ip(), ep(C2).ip(), 1, &[8, 0, 0, 0]);
+        let p = decode(LinkType::Ethernet, &frame, 0, 0).unwrap();
+        assert_eq!((p.proto, ports(&p)), (1, (None, None)));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            for link in [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::RawIp, LinkType::Null] {
+                let _ = decode(link, &bytes, 0, 0);
+            }
+        }
+
+        #[test]
+        fn mutated_real_frames_never_panic(at in 0usize..80, value in any::<u8>(), cut in 0usize..80) {
+            let mut frame = testkit::with_vlans(&syn(), &[5]);
+            let at = at % frame.len();
+            frame[at] = value;
+            frame.truncate(frame.len() - cut.min(frame.len()));
+            let _ = decode(LinkType::Ethernet, &frame, 0, 0);
+        }
     }
 }
-
-/// The unspecified IPv4 address, a placeholder in tests and defaults.
-pub const UNSPECIFIED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);

@@ -104,13 +104,23 @@ impl Engine {
     fn publish(&self) {
         self.metrics.flows_tracked.set(self.flows.len() as i64);
         let sources = [&self.flows.stats.expired, &self.flows.stats.evicted];
-        for ((source, seen), reason) in sources.iter().zip(&self.published).zip(["idle", "capacity"]) {
+        for ((source, seen), reason) in sources
+            .iter()
+            .zip(&self.published)
+            .zip(["idle", "capacity"])
+        {
             let now = source.load(Ordering::Relaxed);
             let before = seen.swap(now, Ordering::Relaxed);
-            self.metrics.flows_removed.with_label_values(&[reason]).inc_by(now.saturating_sub(before));
+            self.metrics
+                .flows_removed
+                .with_label_values(&[reason])
+                .inc_by(now.saturating_sub(before));
         }
         let suppressed = self.aggregator.stats.suppressed.swap(0, Ordering::Relaxed);
-        self.metrics.alerts.with_label_values(&["suppressed"]).inc_by(suppressed);
+        self.metrics
+            .alerts
+            .with_label_values(&["suppressed"])
+            .inc_by(suppressed);
     }
 }
 
@@ -147,11 +157,16 @@ impl Worker<'_> {
     fn packet(&mut self, mut packet: Packet) {
         let engine = self.engine;
         engine.flows.maybe_sweep(packet.time_ns);
-        for summary in engine.aggregator.sweep(packet.time_ns.div_euclid(1_000_000)) {
+        for summary in engine
+            .aggregator
+            .sweep(packet.time_ns.div_euclid(1_000_000))
+        {
             engine.send(summary, "summarized");
         }
         let set = self.set.load();
-        let Some(mut hit) = set.match_packet(&packet) else { return };
+        let Some(mut hit) = set.match_packet(&packet) else {
+            return;
+        };
         if packet.fragment == Fragment::Later && engine.flows.fill_fragment_ports(&mut packet) {
             hit = set.match_packet(&packet).unwrap_or(hit);
         }

@@ -47,10 +47,21 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of the flow a packet belongs to.
     pub fn of(packet: &Packet) -> FlowKey {
-        let a = Endpoint { addr: packet.src, port: packet.src_port };
-        let b = Endpoint { addr: packet.dst, port: packet.dst_port };
+        let a = Endpoint {
+            addr: packet.src,
+            port: packet.src_port,
+        };
+        let b = Endpoint {
+            addr: packet.dst,
+            port: packet.dst_port,
+        };
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        FlowKey { vlans: packet.vlans, proto: packet.proto, lo, hi }
+        FlowKey {
+            vlans: packet.vlans,
+            proto: packet.proto,
+            lo,
+            hi,
+        }
     }
 }
 
@@ -144,7 +155,11 @@ impl FlowTable {
         if self.flows.len() >= self.limits.max_flows {
             self.make_room(packet.time_ns);
         }
-        let state = FlowState { last_ns: packet.time_ns, packets: 1, bytes: len };
+        let state = FlowState {
+            last_ns: packet.time_ns,
+            packets: 1,
+            bytes: len,
+        };
         match self.flows.entry(key) {
             dashmap::Entry::Occupied(_) => None, // another worker raced us to it
             dashmap::Entry::Vacant(v) => {
@@ -156,12 +171,12 @@ impl FlowTable {
 
     /// Remembers the ports of a first fragment that hit, for its later fragments.
     pub fn remember_fragment(&self, packet: &Packet) {
-        if packet.fragment != Fragment::First || self.fragments.len() >= self.limits.max_flows
-        {
+        if packet.fragment != Fragment::First || self.fragments.len() >= self.limits.max_flows {
             return;
         }
         if let (Some(sp), Some(dp)) = (packet.src_port, packet.dst_port) {
-            self.fragments.insert(fragment_key(packet), (sp, dp, packet.time_ns));
+            self.fragments
+                .insert(fragment_key(packet), (sp, dp, packet.time_ns));
         }
     }
 
@@ -189,7 +204,9 @@ impl FlowTable {
             return;
         }
         let next = now_ns.saturating_add(SWEEP_INTERVAL_NS);
-        let won = self.next_sweep_ns.compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed);
+        let won =
+            self.next_sweep_ns
+                .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed);
         if won.is_ok() {
             self.expire(now_ns);
         }
@@ -226,15 +243,26 @@ impl FlowTable {
 
 /// The fragment-table key of a packet.
 fn fragment_key(packet: &Packet) -> FragmentKey {
-    FragmentKey { src: packet.src, dst: packet.dst, proto: packet.proto, id: packet.frag_id }
+    FragmentKey {
+        src: packet.src,
+        dst: packet.dst,
+        proto: packet.proto,
+        id: packet.frag_id,
+    }
 }
 
 /// Decides which side of a new flow is the server (DESIGN.md, alert record): the
 /// indicator endpoint for an endpoint hit; otherwise the TCP handshake; otherwise the
 /// lower port; otherwise the indicator side.
 fn orient(packet: &Packet, hit: &Hit) -> NewFlow {
-    let src = Endpoint { addr: packet.src, port: packet.src_port };
-    let dst = Endpoint { addr: packet.dst, port: packet.dst_port };
+    let src = Endpoint {
+        addr: packet.src,
+        port: packet.src_port,
+    };
+    let dst = Endpoint {
+        addr: packet.dst,
+        port: packet.dst_port,
+    };
     let src_is_server = match (hit.kind, packet.src_port, packet.dst_port) {
         (HitKind::Endpoint, _, _) => hit.side == Side::Src,
         _ if packet.is_syn() => false,
@@ -243,9 +271,15 @@ fn orient(packet: &Packet, hit: &Hit) -> NewFlow {
         _ => hit.side == Side::Src,
     };
     if src_is_server {
-        NewFlow { client: dst, server: src }
+        NewFlow {
+            client: dst,
+            server: src,
+        }
     } else {
-        NewFlow { client: src, server: dst }
+        NewFlow {
+            client: src,
+            server: dst,
+        }
     }
 }
 
@@ -273,11 +307,18 @@ mod tests {
     }
 
     fn hit(kind: HitKind, side: Side) -> Hit {
-        Hit { kind, side, index: 0 }
+        Hit {
+            kind,
+            side,
+            index: 0,
+        }
     }
 
     fn table(max_flows: usize) -> FlowTable {
-        FlowTable::new(FlowLimits { idle_timeout_ns: 60 * NANOS, max_flows })
+        FlowTable::new(FlowLimits {
+            idle_timeout_ns: 60 * NANOS,
+            max_flows,
+        })
     }
 
     #[test]
@@ -315,13 +356,19 @@ mod tests {
     fn idle_flows_expire_in_packet_time() {
         let t = table(100);
         let h = hit(HitKind::Endpoint, Side::Dst);
-        assert!(t.observe(&packet("10.0.0.1:5000", "1.2.3.4:80", 0, 1), &h).is_some());
+        assert!(
+            t.observe(&packet("10.0.0.1:5000", "1.2.3.4:80", 0, 1), &h)
+                .is_some()
+        );
         t.maybe_sweep(30 * NANOS);
         assert_eq!(t.len(), 1);
         t.maybe_sweep(62 * NANOS);
         assert_eq!(t.len(), 0);
         assert_eq!(t.stats.expired.load(Ordering::Relaxed), 1);
-        assert!(t.observe(&packet("10.0.0.1:5000", "1.2.3.4:80", 0, 63), &h).is_some());
+        assert!(
+            t.observe(&packet("10.0.0.1:5000", "1.2.3.4:80", 0, 63), &h)
+                .is_some()
+        );
     }
 
     #[test]
@@ -329,7 +376,12 @@ mod tests {
         let t = table(16);
         let h = hit(HitKind::Endpoint, Side::Dst);
         for port in 0..40u16 {
-            let p = packet(&format!("10.0.0.1:{}", 1000 + port), "1.2.3.4:80", 0, 1 + i64::from(port));
+            let p = packet(
+                &format!("10.0.0.1:{}", 1000 + port),
+                "1.2.3.4:80",
+                0,
+                1 + i64::from(port),
+            );
             assert!(t.observe(&p, &h).is_some());
             assert!(t.len() <= 16);
         }

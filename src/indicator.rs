@@ -83,7 +83,11 @@ pub enum HitKind {
 
 impl HitKind {
     /// Every kind, in metric label order.
-    pub const ALL: [HitKind; 3] = [HitKind::Endpoint, HitKind::Address, HitKind::AddressOtherPort];
+    pub const ALL: [HitKind; 3] = [
+        HitKind::Endpoint,
+        HitKind::Address,
+        HitKind::AddressOtherPort,
+    ];
 
     /// The metric label and the stem of the CEF class id.
     pub fn as_str(self) -> &'static str {
@@ -139,7 +143,8 @@ impl AddrEntry {
         if let Some(index) = self.address {
             return Some((HitKind::Address, index));
         }
-        self.other_port.map(|index| (HitKind::AddressOtherPort, index))
+        self.other_port
+            .map(|index| (HitKind::AddressOtherPort, index))
     }
 }
 
@@ -178,9 +183,9 @@ impl IndicatorSet {
             }
             Some(port) => {
                 entry.endpoints.push((port, index));
-                let better = entry.other_port.is_none_or(|best| {
-                    confidence > self.indicators[best as usize].confidence
-                });
+                let better = entry
+                    .other_port
+                    .is_none_or(|best| confidence > self.indicators[best as usize].confidence);
                 if better {
                     entry.other_port = Some(index);
                 }
@@ -289,9 +294,13 @@ mod tests {
     #[test]
     fn exact_endpoint_hits_in_either_direction() {
         let set = remcos();
-        let out = set.match_packet(&packet("10.0.0.5:49200", "2.26.75.239:1971")).unwrap();
+        let out = set
+            .match_packet(&packet("10.0.0.5:49200", "2.26.75.239:1971"))
+            .unwrap();
         assert_eq!((out.kind, out.side), (HitKind::Endpoint, Side::Dst));
-        let back = set.match_packet(&packet("2.26.75.239:1971", "10.0.0.5:49200")).unwrap();
+        let back = set
+            .match_packet(&packet("2.26.75.239:1971", "10.0.0.5:49200"))
+            .unwrap();
         assert_eq!((back.kind, back.side), (HitKind::Endpoint, Side::Src));
         assert_eq!(set.get(back.index).value().to_string(), "2.26.75.239:1971");
     }
@@ -299,15 +308,23 @@ mod tests {
     #[test]
     fn indicator_address_on_another_port_is_an_address_only_hit() {
         let set = remcos();
-        let hit = set.match_packet(&packet("10.0.0.5:49200", "2.26.75.239:443")).unwrap();
+        let hit = set
+            .match_packet(&packet("10.0.0.5:49200", "2.26.75.239:443"))
+            .unwrap();
         assert_eq!(hit.kind, HitKind::AddressOtherPort);
     }
 
     #[test]
     fn indicator_port_on_another_address_does_not_hit() {
         let set = remcos();
-        assert_eq!(set.match_packet(&packet("10.0.0.5:49200", "2.26.75.240:1971")), None);
-        assert_eq!(set.match_packet(&packet("10.0.0.5:1971", "8.8.8.8:7788")), None);
+        assert_eq!(
+            set.match_packet(&packet("10.0.0.5:49200", "2.26.75.240:1971")),
+            None
+        );
+        assert_eq!(
+            set.match_packet(&packet("10.0.0.5:1971", "8.8.8.8:7788")),
+            None
+        );
     }
 
     #[test]
@@ -315,14 +332,18 @@ mod tests {
         let set = remcos();
         let v6 = set.match_packet(&packet("[2001:db8::5]:50000", "[2001:db8::66]:443"));
         assert_eq!(v6.unwrap().kind, HitKind::Endpoint);
-        let addr = set.match_packet(&packet("198.51.100.7:53", "10.0.0.5:5353")).unwrap();
+        let addr = set
+            .match_packet(&packet("198.51.100.7:53", "10.0.0.5:5353"))
+            .unwrap();
         assert_eq!((addr.kind, addr.side), (HitKind::Address, Side::Src));
     }
 
     #[test]
     fn stronger_side_wins() {
         let set = remcos();
-        let hit = set.match_packet(&packet("2.26.75.239:1971", "198.51.100.7:80")).unwrap();
+        let hit = set
+            .match_packet(&packet("2.26.75.239:1971", "198.51.100.7:80"))
+            .unwrap();
         assert_eq!((hit.kind, hit.side), (HitKind::Endpoint, Side::Src));
     }
 
@@ -335,7 +356,9 @@ mod tests {
     #[test]
     fn other_port_hit_reports_the_most_confident_indicator() {
         let set = IndicatorSet::new([endpoint("1.2.3.4:80", 50), endpoint("1.2.3.4:81", 90)]);
-        let hit = set.match_packet(&packet("10.0.0.1:5000", "1.2.3.4:22")).unwrap();
+        let hit = set
+            .match_packet(&packet("10.0.0.1:5000", "1.2.3.4:22"))
+            .unwrap();
         assert_eq!(set.get(hit.index).port, Some(81));
     }
 }

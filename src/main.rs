@@ -109,7 +109,10 @@ struct Failure {
 
 impl Failure {
     fn new(code: u8, error: impl Into<anyhow::Error>) -> Failure {
-        Failure { code, error: error.into() }
+        Failure {
+            code,
+            error: error.into(),
+        }
     }
 }
 
@@ -144,7 +147,8 @@ fn init_logging() {
 
 /// Loads the configuration with the command-line overrides applied.
 fn load_config(args: &CommonArgs) -> Result<(Loaded, Vec<Feed>), Failure> {
-    let mut loaded = config::load(args.config.as_deref()).map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+    let mut loaded =
+        config::load(args.config.as_deref()).map_err(|e| Failure::new(EXIT_CONFIG, e))?;
     if let Some(name) = &args.sensor_name {
         config::check_sensor_name(name)
             .map_err(|r| Failure::new(EXIT_CONFIG, anyhow::anyhow!("--sensor-name: {r}")))?;
@@ -169,13 +173,24 @@ fn load_indicators(feeds: &[Feed], metrics: &Metrics) -> Result<IndicatorSet, Fa
             indicators = s.indicators, skipped_rows = s.skipped_rows, "Feed loaded");
     }
     let (endpoints, addresses) = set.counts();
-    metrics.indicators.with_label_values(&["endpoint"]).set(endpoints as i64);
-    metrics.indicators.with_label_values(&["address"]).set(addresses as i64);
-    metrics.feed_rows_skipped.set(summaries.iter().map(|s| s.skipped_rows as i64).sum());
+    metrics
+        .indicators
+        .with_label_values(&["endpoint"])
+        .set(endpoints as i64);
+    metrics
+        .indicators
+        .with_label_values(&["address"])
+        .set(addresses as i64);
+    metrics
+        .feed_rows_skipped
+        .set(summaries.iter().map(|s| s.skipped_rows as i64).sum());
     metrics.feed_loads.with_label_values(&["ok"]).inc();
     metrics.feed_last_load.set(unix_now_secs());
     if set.duplicates() > 0 {
-        tracing::info!(duplicates = set.duplicates(), "Duplicate indicators ignored");
+        tracing::info!(
+            duplicates = set.duplicates(),
+            "Duplicate indicators ignored"
+        );
     }
     if set.is_empty() {
         tracing::warn!("No indicators loaded: nothing can match");
@@ -195,8 +210,7 @@ fn check_config(args: CommonArgs) -> Result<u8, Failure> {
     let metrics = Metrics::new();
     let set = load_indicators(&feeds, &metrics)?;
     loaded.config.sensor.name = Some(config::sensor_name(&loaded.config));
-    let text = toml::to_string(&loaded.config)
-        .map_err(|e| Failure::new(EXIT_SOFTWARE, e))?;
+    let text = toml::to_string(&loaded.config).map_err(|e| Failure::new(EXIT_SOFTWARE, e))?;
     println!("# configuration: {} (valid)", loaded.origin);
     for feed in &feeds {
         println!("# feed {}: {}", feed.name, feed.origin());
@@ -213,7 +227,12 @@ fn output_specs(args: &ReplayArgs, loaded: &Loaded) -> Result<Vec<OutputSpec>, F
     if !args.syslogs.is_empty() {
         let facility: Facility = toml::Value::String(args.facility.clone())
             .try_into()
-            .map_err(|_| Failure::new(EXIT_CONFIG, anyhow::anyhow!("--facility: unknown facility `{}`", args.facility)))?;
+            .map_err(|_| {
+                Failure::new(
+                    EXIT_CONFIG,
+                    anyhow::anyhow!("--facility: unknown facility `{}`", args.facility),
+                )
+            })?;
         let format = match args.syslog_format {
             FormatArg::Rfc3164 => SyslogFormat::Rfc3164,
             FormatArg::Rfc5424 => SyslogFormat::Rfc5424,
@@ -221,7 +240,12 @@ fn output_specs(args: &ReplayArgs, loaded: &Loaded) -> Result<Vec<OutputSpec>, F
         syslogs = args
             .syslogs
             .iter()
-            .map(|url| SyslogConfig { url: url.clone(), format, facility, framing: Framing::Lf })
+            .map(|url| SyslogConfig {
+                url: url.clone(),
+                format,
+                facility,
+                framing: Framing::Lf,
+            })
             .collect();
         for s in &syslogs {
             config::SyslogUrl::parse(&s.url)
@@ -250,7 +274,9 @@ fn replay(args: ReplayArgs) -> Result<u8, Failure> {
         queue_records: cfg.output.queue_alerts,
         close_timeout: Duration::from_secs(5),
     };
-    let window_secs = args.aggregate_window_secs.unwrap_or(cfg.flow.aggregate_window_secs);
+    let window_secs = args
+        .aggregate_window_secs
+        .unwrap_or(cfg.flow.aggregate_window_secs);
     let engine_settings = EngineSettings {
         flow: FlowLimits {
             idle_timeout_ns: (cfg.flow.idle_timeout_secs as i64).saturating_mul(1_000_000_000),
@@ -260,7 +286,12 @@ fn replay(args: ReplayArgs) -> Result<u8, Failure> {
         queue_full: QueueFull::Wait,
     };
     let (tx, rx) = mpsc::channel(cfg.output.queue_alerts);
-    let engine = Engine::new(Arc::new(ArcSwap::from_pointee(set)), engine_settings, tx, metrics.clone());
+    let engine = Engine::new(
+        Arc::new(ArcSwap::from_pointee(set)),
+        engine_settings,
+        tx,
+        metrics.clone(),
+    );
     let files = args.files.clone();
     let capture = std::thread::Builder::new()
         .name("capture".into())
@@ -304,7 +335,10 @@ fn finish_replay(
     reports: &[OutputReport],
     file_errors: &[CaptureError],
 ) -> Result<u8, Failure> {
-    let hits: u64 = HitKind::ALL.iter().map(|k| metrics.hits.with_label_values(&[k.as_str()]).get()).sum();
+    let hits: u64 = HitKind::ALL
+        .iter()
+        .map(|k| metrics.hits.with_label_values(&[k.as_str()]).get())
+        .sum();
     let decode_errors: u64 = c2watch::decode::DecodeError::ALL
         .iter()
         .map(|r| metrics.decode_errors.with_label_values(&[r.as_str()]).get())

@@ -7,8 +7,7 @@
 //! fold it in with [`WorkerCounters::flush`] every few thousand packets.
 
 use prometheus::{
-    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::decode::DecodeError;
@@ -54,19 +53,33 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let m = Metrics {
             packets: counter("c2watch_packets_total", "Frames captured.", &["interface"]),
-            bytes: counter("c2watch_bytes_total", "Bytes captured, wire length.", &["interface"]),
+            bytes: counter(
+                "c2watch_bytes_total",
+                "Bytes captured, wire length.",
+                &["interface"],
+            ),
             kernel_drops: counter(
                 "c2watch_kernel_drops_total",
                 "Frames dropped by the kernel or interface before capture.",
                 &["interface"],
             ),
-            decode_errors: counter("c2watch_decode_errors_total", "Frames not decoded.", &["reason"]),
-            hits: counter("c2watch_hits_total", "Packets that hit an indicator.", &["kind"]),
+            decode_errors: counter(
+                "c2watch_decode_errors_total",
+                "Frames not decoded.",
+                &["reason"],
+            ),
+            hits: counter(
+                "c2watch_hits_total",
+                "Packets that hit an indicator.",
+                &["kind"],
+            ),
             alerts: counter("c2watch_alerts_total", "Alerts by result.", &["result"]),
             sink_records: counter(
                 "c2watch_output_records_total",
@@ -78,9 +91,23 @@ impl Metrics {
                 "Flows removed from the flow table.",
                 &["reason"],
             ),
-            feed_loads: counter("c2watch_feed_loads_total", "Indicator feed loads.", &["result"]),
-            sink_queue: gauge_vec(&registry, "c2watch_output_queue_records", "Records queued.", &["output"]),
-            indicators: gauge_vec(&registry, "c2watch_indicators", "Indicators in force.", &["kind"]),
+            feed_loads: counter(
+                "c2watch_feed_loads_total",
+                "Indicator feed loads.",
+                &["result"],
+            ),
+            sink_queue: gauge_vec(
+                &registry,
+                "c2watch_output_queue_records",
+                "Records queued.",
+                &["output"],
+            ),
+            indicators: gauge_vec(
+                &registry,
+                "c2watch_indicators",
+                "Indicators in force.",
+                &["kind"],
+            ),
             flows_tracked: gauge(&registry, "c2watch_flows_tracked", "Flows tracked now."),
             feed_rows_skipped: gauge(
                 &registry,
@@ -117,14 +144,18 @@ impl Metrics {
         )
         .expect("valid metric");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        self.registry.register(Box::new(build)).expect("unique metric");
+        self.registry
+            .register(Box::new(build))
+            .expect("unique metric");
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         let families = self.registry.gather();
-        TextEncoder::new().encode(&families, &mut out).expect("text encoding cannot fail");
+        TextEncoder::new()
+            .encode(&families, &mut out)
+            .expect("text encoding cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
     }
 
@@ -149,14 +180,18 @@ impl Default for Metrics {
 /// Registers an integer gauge family.
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(g.clone())).expect("unique metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
     g
 }
 
 /// Registers an integer gauge.
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric");
-    registry.register(Box::new(g.clone())).expect("unique metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
     g
 }
 
@@ -167,7 +202,9 @@ fn float_gauge(registry: &Registry) -> Gauge {
         "Time of the last successful indicator feed load.",
     )
     .expect("valid metric");
-    registry.register(Box::new(g.clone())).expect("unique metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
     g
 }
 
@@ -201,7 +238,10 @@ impl WorkerCounters {
     /// Counts a frame that was not decoded.
     #[inline]
     pub fn decode_error(&mut self, reason: DecodeError) {
-        let i = DecodeError::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let i = DecodeError::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
         self.local.errors[i] += 1;
     }
 
@@ -243,7 +283,10 @@ mod tests {
         w.packet(60);
         w.decode_error(DecodeError::Truncated);
         w.hit(HitKind::Endpoint);
-        assert!(m.render().contains("c2watch_packets_total{interface=\"eth1\"} 0"));
+        assert!(
+            m.render()
+                .contains("c2watch_packets_total{interface=\"eth1\"} 0")
+        );
         w.flush();
         let text = m.render();
         assert!(text.contains("c2watch_packets_total{interface=\"eth1\"} 1"));

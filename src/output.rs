@@ -88,7 +88,13 @@ pub async fn run(
     for (i, spec) in specs.into_iter().enumerate() {
         let name = output_name(&spec, i);
         let (tx, rx) = mpsc::channel::<Record>(settings.queue_records.max(1));
-        let task = tokio::spawn(run_output(spec.clone(), name.clone(), rx, settings.clone(), metrics.clone()));
+        let task = tokio::spawn(run_output(
+            spec.clone(),
+            name.clone(),
+            rx,
+            settings.clone(),
+            metrics.clone(),
+        ));
         queues.push((spec, name, tx));
         tasks.push(task);
     }
@@ -124,23 +130,40 @@ fn dispatch(
     for (spec, name, tx) in queues {
         let record = format_record(alert, spec, settings, now_ms);
         if tx.try_send(record).is_err() {
-            metrics.sink_records.with_label_values(&[name, "dropped"]).inc();
+            metrics
+                .sink_records
+                .with_label_values(&[name, "dropped"])
+                .inc();
         }
     }
 }
 
 /// The bytes one output sends for one alert, framing included.
-pub fn format_record(alert: &Alert, spec: &OutputSpec, settings: &OutputSettings, now_ms: i64) -> Record {
+pub fn format_record(
+    alert: &Alert,
+    spec: &OutputSpec,
+    settings: &OutputSettings,
+    now_ms: i64,
+) -> Record {
     let mut text = String::with_capacity(settings.max_record_bytes);
     match spec {
         OutputSpec::Stdout => {
-            settings.cef.write(alert, settings.max_record_bytes, &mut text);
+            settings
+                .cef
+                .write(alert, settings.max_record_bytes, &mut text);
             text.push('\n');
             return text.into_bytes();
         }
         OutputSpec::Syslog(cfg) => {
             let severity = syslog_severity(CefWriter::severity(alert));
-            write_header(&mut text, cfg.format, cfg.facility, severity, now_ms, &settings.host);
+            write_header(
+                &mut text,
+                cfg.format,
+                cfg.facility,
+                severity,
+                now_ms,
+                &settings.host,
+            );
         }
     }
     let budget = settings.max_record_bytes.saturating_sub(text.len());
@@ -150,7 +173,9 @@ pub fn format_record(alert: &Alert, spec: &OutputSpec, settings: &OutputSettings
 
 /// Adds TCP framing to a syslog message; UDP datagrams need none.
 fn frame(text: String, spec: &OutputSpec) -> Record {
-    let OutputSpec::Syslog(cfg) = spec else { return text.into_bytes() };
+    let OutputSpec::Syslog(cfg) = spec else {
+        return text.into_bytes();
+    };
     let tcp = SyslogUrl::parse(&cfg.url).is_ok_and(|u| u.transport == Transport::Tcp);
     match (tcp, cfg.framing) {
         (false, _) => text.into_bytes(),
@@ -209,7 +234,10 @@ async fn run_output(
     settings: Arc<OutputSettings>,
     metrics: Arc<Metrics>,
 ) -> OutputReport {
-    let mut report = OutputReport { name: name.clone(), ..OutputReport::default() };
+    let mut report = OutputReport {
+        name: name.clone(),
+        ..OutputReport::default()
+    };
     match spec {
         OutputSpec::Stdout => run_stdout(rx, &mut report).await,
         OutputSpec::Syslog(cfg) => match SyslogUrl::parse(&cfg.url) {
@@ -218,8 +246,15 @@ async fn run_output(
             Err(e) => tracing::error!(output = %name, error = %e, "Output not started"),
         },
     }
-    for (result, n) in [("sent", report.sent), ("failed", report.failed), ("dropped", report.dropped)] {
-        metrics.sink_records.with_label_values(&[&name, result]).inc_by(n);
+    for (result, n) in [
+        ("sent", report.sent),
+        ("failed", report.failed),
+        ("dropped", report.dropped),
+    ] {
+        metrics
+            .sink_records
+            .with_label_values(&[&name, result])
+            .inc_by(n);
     }
     report
 }
@@ -268,7 +303,11 @@ async fn udp_socket(address: &str) -> std::io::Result<UdpSocket> {
         .await?
         .next()
         .ok_or_else(|| std::io::Error::other("name resolved to no address"))?;
-    let bind = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let bind = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(target).await?;
     Ok(socket)
@@ -375,14 +414,28 @@ mod tests {
     #[test]
     fn rfc3164_header_is_the_form_microsoft_documents() {
         let mut out = String::new();
-        write_header(&mut out, SyslogFormat::Rfc3164, Facility::Local4, 2, 1_764_778_500_000, "sensor01");
+        write_header(
+            &mut out,
+            SyslogFormat::Rfc3164,
+            Facility::Local4,
+            2,
+            1_764_778_500_000,
+            "sensor01",
+        );
         assert_eq!(out, "<162>Dec  3 16:15:00 sensor01 ");
     }
 
     #[test]
     fn rfc5424_header_uses_app_name_cef() {
         let mut out = String::new();
-        write_header(&mut out, SyslogFormat::Rfc5424, Facility::Local4, 4, 1_764_778_500_123, "s1");
+        write_header(
+            &mut out,
+            SyslogFormat::Rfc5424,
+            Facility::Local4,
+            4,
+            1_764_778_500_123,
+            "s1",
+        );
         assert_eq!(out, "<164>1 2025-12-03T16:15:00.123Z s1 CEF - - - ");
     }
 

@@ -39,7 +39,9 @@ pub fn tcp(src: SocketAddr, dst: SocketAddr, flags: Tcp, payload: &[u8]) -> Vec<
         Tcp::Ack => builder.ack(1),
     };
     let mut out = Vec::with_capacity(builder.size(payload.len()));
-    builder.write(&mut out, payload).expect("writing to a Vec cannot fail");
+    builder
+        .write(&mut out, payload)
+        .expect("writing to a Vec cannot fail");
     out
 }
 
@@ -47,7 +49,9 @@ pub fn tcp(src: SocketAddr, dst: SocketAddr, flags: Tcp, payload: &[u8]) -> Vec<
 pub fn udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
     let builder = ip_builder(src.ip(), dst.ip()).udp(src.port(), dst.port());
     let mut out = Vec::with_capacity(builder.size(payload.len()));
-    builder.write(&mut out, payload).expect("writing to a Vec cannot fail");
+    builder
+        .write(&mut out, payload)
+        .expect("writing to a Vec cannot fail");
     out
 }
 
@@ -77,7 +81,11 @@ fn ip_builder(src: IpAddr, dst: IpAddr) -> etherparse::PacketBuilderStep<etherpa
 pub fn with_vlans(frame: &[u8], ids: &[u16]) -> Vec<u8> {
     let mut out = frame[..12].to_vec();
     for (i, id) in ids.iter().enumerate() {
-        let tpid: u16 = if i == 0 && ids.len() > 1 { 0x88a8 } else { 0x8100 };
+        let tpid: u16 = if i == 0 && ids.len() > 1 {
+            0x88a8
+        } else {
+            0x8100
+        };
         out.extend_from_slice(&tpid.to_be_bytes());
         out.extend_from_slice(&(id & 0x0fff).to_be_bytes());
     }
@@ -134,7 +142,10 @@ pub fn fragment_ipv4(frame: &[u8], at: usize) -> (Vec<u8>, Vec<u8>) {
         out.extend_from_slice(bytes);
         out
     };
-    (part(&payload[..at], 0, true), part(&payload[at..], at, false))
+    (
+        part(&payload[..at], 0, true),
+        part(&payload[at..], at, false),
+    )
 }
 
 /// Capture file format written by [`CaptureWriter`].
@@ -170,7 +181,11 @@ impl<W: Write> CaptureWriter<W> {
         let len = frame.len() as u32;
         match self.format {
             Format::PcapMicro | Format::PcapNano => {
-                let frac = if self.format == Format::PcapMicro { 1_000 } else { 1 };
+                let frac = if self.format == Format::PcapMicro {
+                    1_000
+                } else {
+                    1
+                };
                 let secs = time_ns.div_euclid(1_000_000_000) as u32;
                 let sub = (time_ns.rem_euclid(1_000_000_000) / frac) as u32;
                 for field in [secs, sub, len, len] {
@@ -187,7 +202,10 @@ impl<W: Write> CaptureWriter<W> {
         let padded = frame.len().div_ceil(4) * 4;
         let total = (32 + padded) as u32;
         let words = [6, total, 0, (time_ns >> 32) as u32, time_ns as u32];
-        for w in words.into_iter().chain([frame.len() as u32, frame.len() as u32]) {
+        for w in words
+            .into_iter()
+            .chain([frame.len() as u32, frame.len() as u32])
+        {
             self.out.write_all(&w.to_ne_bytes())?;
         }
         self.out.write_all(frame)?;
@@ -252,20 +270,46 @@ pub fn remcos_sample() -> Vec<u8> {
     let ep = |s: &str| s.parse::<SocketAddr>().expect("sample endpoint");
     for i in 0..40u16 {
         let client = ep(&format!("10.20.1.{}:{}", 20 + i % 7, 50_000 + i));
-        let server = ep(["93.184.215.14:443", "151.101.1.69:443", "140.82.121.4:443"][usize::from(i % 3)]);
+        let server =
+            ep(["93.184.215.14:443", "151.101.1.69:443", "140.82.121.4:443"][usize::from(i % 3)]);
         frames.extend(tcp_session(client, server, 3));
         let resolver = ep("10.20.0.53:53");
-        frames.push(udp(ep(&format!("10.20.1.{}:{}", 20 + i % 7, 40_000 + i)), resolver, b"\x12\x34query"));
-        frames.push(udp(resolver, ep(&format!("10.20.1.{}:{}", 20 + i % 7, 40_000 + i)), b"\x12\x34answer"));
+        frames.push(udp(
+            ep(&format!("10.20.1.{}:{}", 20 + i % 7, 40_000 + i)),
+            resolver,
+            b"\x12\x34query",
+        ));
+        frames.push(udp(
+            resolver,
+            ep(&format!("10.20.1.{}:{}", 20 + i % 7, 40_000 + i)),
+            b"\x12\x34answer",
+        ));
         if i % 10 == 0 {
-            frames.extend(tcp_session(ep(&format!("10.20.1.10:{}", 49_200 + i)), ep("2.26.75.239:1971"), 4));
+            frames.extend(tcp_session(
+                ep(&format!("10.20.1.10:{}", 49_200 + i)),
+                ep("2.26.75.239:1971"),
+                4,
+            ));
         }
         if i == 15 {
-            frames.extend(tcp_session(ep("192.168.50.23:51515"), ep("192.177.111.89:7788"), 4));
-            frames.extend(tcp_session(ep("10.20.1.11:52000"), ep("2.26.75.239:443"), 2));
+            frames.extend(tcp_session(
+                ep("192.168.50.23:51515"),
+                ep("192.177.111.89:7788"),
+                4,
+            ));
+            frames.extend(tcp_session(
+                ep("10.20.1.11:52000"),
+                ep("2.26.75.239:443"),
+                2,
+            ));
             frames.extend(tcp_session(ep("10.20.1.12:52001"), ep("8.8.4.4:1971"), 2));
             frames.push(arp_request());
-            let mut cut = tcp(ep("10.20.1.13:52002"), ep("93.184.215.14:80"), Tcp::Ack, b"");
+            let mut cut = tcp(
+                ep("10.20.1.13:52002"),
+                ep("93.184.215.14:80"),
+                Tcp::Ack,
+                b"",
+            );
             cut.truncate(20);
             frames.push(cut);
         }
@@ -274,7 +318,9 @@ pub fn remcos_sample() -> Vec<u8> {
         .expect("writing to a Vec cannot fail");
     for (i, frame) in frames.iter().enumerate() {
         let time_ns = SAMPLE_START_NS + i as i64 * 250_000_000;
-        writer.write(time_ns, frame).expect("writing to a Vec cannot fail");
+        writer
+            .write(time_ns, frame)
+            .expect("writing to a Vec cannot fail");
     }
     writer.finish().expect("writing to a Vec cannot fail")
 }

@@ -6,7 +6,8 @@
 //! median wall time of each, c2watch's packets per second, the ratio of the two, and
 //! c2watch's peak resident memory. Figures, not assertions: the machines are shared.
 //!
-//! `C2WATCH_BENCH_FRAMES` and `C2WATCH_BENCH_RUNS` override the frame count and runs.
+//! `C2WATCH_BENCH_FRAMES` and `C2WATCH_BENCH_RUNS` override the frame count and runs;
+//! `C2WATCH_BENCH_CAPTURE` names where to write (and keep) the capture for profiling.
 
 use std::io::BufWriter;
 use std::path::Path;
@@ -28,7 +29,8 @@ fn main() {
     );
     let runs = env_or("C2WATCH_BENCH_RUNS", if bench { 5 } else { 1 }) as usize;
     let dir = tempfile::tempdir().expect("temporary directory");
-    let path = dir.path().join("bench-64b.pcap");
+    let path = std::env::var_os("C2WATCH_BENCH_CAPTURE")
+        .map_or_else(|| dir.path().join("bench-64b.pcap"), Into::into);
     let hits = write_capture(&path, frames);
     println!("capture: {frames} frames of 64 bytes, {hits} to Remcos endpoints, {runs} runs each");
     time(c2watch(&path)); // warm-up: page cache, and the only child so far for the RSS

@@ -77,12 +77,12 @@ fn pipeline(c: &mut Criterion) {
         aggregate_window_ms: 300_000,
         queue_full: QueueFull::Drop,
     };
-    let engine = Engine::new(
+    let engine = Arc::new(Engine::new(
         Arc::new(ArcSwap::from_pointee(remcos())),
         settings,
         tx,
         Arc::new(Metrics::new()),
-    );
+    ));
     let mut worker = engine.worker(None);
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(1));

@@ -87,7 +87,7 @@ pub struct AggregatorStats {
 /// Per-(client, indicator, kind) aggregation windows, shared by capture workers.
 pub struct Aggregator {
     windows: DashMap<WindowKey, Window>,
-    window_ms: i64,
+    window_ms: AtomicI64,
     max_windows: usize,
     next_sweep_ms: AtomicI64,
     /// Decision counts.
@@ -100,16 +100,23 @@ impl Aggregator {
     pub fn new(window_ms: i64, max_windows: usize) -> Aggregator {
         Aggregator {
             windows: DashMap::new(),
-            window_ms,
+            window_ms: AtomicI64::new(window_ms),
             max_windows,
             next_sweep_ms: AtomicI64::new(i64::MIN),
             stats: AggregatorStats::default(),
         }
     }
 
+    /// Changes the window length; open windows keep their start and close by the new
+    /// length.
+    pub fn set_window_ms(&self, window_ms: i64) {
+        self.window_ms.store(window_ms, Ordering::Relaxed);
+    }
+
     /// Decides whether a new flow's alert goes out now.
     pub fn admit(&self, alert: Alert) -> Admission {
-        if self.window_ms <= 0 {
+        let window_ms = self.window_ms.load(Ordering::Relaxed);
+        if window_ms <= 0 {
             return Admission::Emit {
                 alert,
                 closed: None,
@@ -124,7 +131,7 @@ impl Aggregator {
             kind: alert.kind,
         };
         if let Some(mut w) = self.windows.get_mut(&key) {
-            if alert.time_ms < w.opened_ms + self.window_ms {
+            if alert.time_ms < w.opened_ms + window_ms {
                 w.suppressed += 1;
                 w.first_ms = if w.suppressed == 1 {
                     alert.time_ms
@@ -159,7 +166,8 @@ impl Aggregator {
     /// their summaries. Cheap when nothing is due.
     pub fn sweep(&self, now_ms: i64) -> Vec<Alert> {
         let due = self.next_sweep_ms.load(Ordering::Relaxed);
-        if now_ms < due || self.window_ms <= 0 {
+        let window_ms = self.window_ms.load(Ordering::Relaxed);
+        if now_ms < due || (window_ms <= 0 && self.windows.is_empty()) {
             return Vec::new();
         }
         let next = now_ms.saturating_add(1_000);
@@ -170,7 +178,7 @@ impl Aggregator {
         {
             return Vec::new();
         }
-        self.close(|w| w.opened_ms + self.window_ms <= now_ms)
+        self.close(|w| w.opened_ms + window_ms <= now_ms)
     }
 
     /// Closes every window, returning the summaries still owed (end of capture, shutdown).

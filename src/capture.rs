@@ -46,7 +46,7 @@ pub enum CaptureError {
 }
 
 /// Reads every frame of a capture file into `worker`. Returns the number of frames read.
-pub fn replay_file(path: &Path, worker: &mut Worker<'_>) -> Result<u64, CaptureError> {
+pub fn replay_file(path: &Path, worker: &mut Worker) -> Result<u64, CaptureError> {
     let file = path.display().to_string();
     let mut capture = Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| {
         CaptureError::Open {
@@ -140,7 +140,7 @@ mod tests {
             queue_full: QueueFull::Wait,
         };
         let set = Arc::new(ArcSwap::from_pointee(indicators()));
-        let engine = Engine::new(set, settings, tx, Arc::new(Metrics::new()));
+        let engine = Arc::new(Engine::new(set, settings, tx, Arc::new(Metrics::new())));
         let read = replay_file(&path, &mut engine.worker(None)).unwrap();
         assert_eq!(read, frames.len() as u64);
         engine.finish();
@@ -314,7 +314,7 @@ mod tests {
             queue_full: QueueFull::Drop,
         };
         let set = Arc::new(ArcSwap::from_pointee(IndicatorSet::default()));
-        let engine = Engine::new(set, settings, tx, Arc::new(Metrics::new()));
+        let engine = Arc::new(Engine::new(set, settings, tx, Arc::new(Metrics::new())));
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.pcap");
         std::fs::write(&junk, b"not a capture file at all").unwrap();

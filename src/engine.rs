@@ -7,7 +7,7 @@
 //! takes no lock, allocates nothing and logs nothing. Only alerts, which are rare,
 //! cross to the async side through a bounded queue.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::{ArcSwap, Cache};
@@ -47,7 +47,7 @@ pub struct Engine {
     indicators: Arc<ArcSwap<IndicatorSet>>,
     flows: FlowTable,
     aggregator: Aggregator,
-    alerts: mpsc::Sender<Alert>,
+    alerts: Mutex<Option<mpsc::Sender<Alert>>>,
     queue_full: QueueFull,
     metrics: Arc<Metrics>,
     published: [AtomicU64; 2],
@@ -65,7 +65,7 @@ impl Engine {
             indicators,
             flows: FlowTable::new(settings.flow),
             aggregator: Aggregator::new(settings.aggregate_window_ms, settings.flow.max_flows),
-            alerts,
+            alerts: Mutex::new(Some(alerts)),
             queue_full: settings.queue_full,
             metrics,
             published: Default::default(),
@@ -73,28 +73,42 @@ impl Engine {
     }
 
     /// A worker for one capture thread on `interface` (`None` for capture files).
-    pub fn worker(&self, interface: Option<&str>) -> Worker<'_> {
+    ///
+    /// Each worker holds its own handle on the alert queue; the queue closes (and the
+    /// outputs finish) once every worker is dropped and [`Engine::finish`] has run.
+    pub fn worker(self: &Arc<Self>, interface: Option<&str>) -> Worker {
+        let alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Worker {
-            engine: self,
-            set: Cache::new(&*self.indicators),
+            engine: self.clone(),
+            set: Cache::new(self.indicators.clone()),
+            alerts,
             counters: self.metrics.worker(interface.unwrap_or("replay")),
             interface: interface.map(Arc::from),
         }
     }
 
-    /// Sends the summaries of every open aggregation window (end of capture, shutdown).
+    /// Sends the summaries of every open aggregation window and lets go of the engine's
+    /// own handle on the alert queue (end of capture, shutdown). Call it after the
+    /// workers have stopped.
     pub fn finish(&self) {
+        let alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner()).take();
         for summary in self.aggregator.drain() {
-            self.send(summary, "summarized");
+            self.send(alerts.as_ref(), summary, "summarized");
         }
         self.publish();
     }
 
+    /// Changes the aggregation window (a reload of the settings).
+    pub fn set_aggregate_window_ms(&self, window_ms: i64) {
+        self.aggregator.set_window_ms(window_ms);
+    }
+
     /// Queues an alert for the outputs and counts it under `result`.
-    fn send(&self, alert: Alert, result: &str) {
-        let sent = match self.queue_full {
-            QueueFull::Wait => self.alerts.blocking_send(alert).is_ok(),
-            QueueFull::Drop => self.alerts.try_send(alert).is_ok(),
+    fn send(&self, alerts: Option<&mpsc::Sender<Alert>>, alert: Alert, result: &str) {
+        let sent = match (alerts, self.queue_full) {
+            (None, _) => false,
+            (Some(tx), QueueFull::Wait) => tx.blocking_send(alert).is_ok(),
+            (Some(tx), QueueFull::Drop) => tx.try_send(alert).is_ok(),
         };
         let result = if sent { result } else { "dropped" };
         self.metrics.alerts.with_label_values(&[result]).inc();
@@ -125,14 +139,15 @@ impl Engine {
 }
 
 /// One capture thread's view of the engine.
-pub struct Worker<'e> {
-    engine: &'e Engine,
-    set: Cache<&'e ArcSwap<IndicatorSet>, Arc<IndicatorSet>>,
+pub struct Worker {
+    engine: Arc<Engine>,
+    set: Cache<Arc<ArcSwap<IndicatorSet>>, Arc<IndicatorSet>>,
+    alerts: Option<mpsc::Sender<Alert>>,
     counters: WorkerCounters,
     interface: Option<Arc<str>>,
 }
 
-impl Worker<'_> {
+impl Worker {
     /// Runs one captured frame through the pipeline.
     #[inline]
     pub fn process(&mut self, link: LinkType, frame: &[u8], wire_len: u32, time_ns: i64) {
@@ -155,13 +170,13 @@ impl Worker<'_> {
     /// Matches a decoded packet and raises an alert for a new flow that hit.
     #[inline]
     fn packet(&mut self, mut packet: Packet) {
-        let engine = self.engine;
+        let engine = &*self.engine;
         engine.flows.maybe_sweep(packet.time_ns);
         for summary in engine
             .aggregator
             .sweep(packet.time_ns.div_euclid(1_000_000))
         {
-            engine.send(summary, "summarized");
+            engine.send(self.alerts.as_ref(), summary, "summarized");
         }
         let set = self.set.load();
         let Some(mut hit) = set.match_packet(&packet) else {
@@ -184,15 +199,15 @@ impl Worker<'_> {
             Admission::Suppressed => {}
             Admission::Emit { alert, closed } => {
                 if let Some(summary) = closed {
-                    self.engine.send(summary, "summarized");
+                    self.engine.send(self.alerts.as_ref(), summary, "summarized");
                 }
-                self.engine.send(alert, "emitted");
+                self.engine.send(self.alerts.as_ref(), alert, "emitted");
             }
         }
     }
 }
 
-impl Drop for Worker<'_> {
+impl Drop for Worker {
     fn drop(&mut self) {
         self.flush();
     }

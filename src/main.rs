@@ -286,12 +286,12 @@ fn replay(args: ReplayArgs) -> Result<u8, Failure> {
         queue_full: QueueFull::Wait,
     };
     let (tx, rx) = mpsc::channel(cfg.output.queue_alerts);
-    let engine = Engine::new(
+    let engine = Arc::new(Engine::new(
         Arc::new(ArcSwap::from_pointee(set)),
         engine_settings,
         tx,
         metrics.clone(),
-    );
+    ));
     let files = args.files.clone();
     let capture = std::thread::Builder::new()
         .name("capture".into())
@@ -310,7 +310,7 @@ fn replay(args: ReplayArgs) -> Result<u8, Failure> {
 
 /// Reads every file through one worker, then closes the aggregation windows. Dropping
 /// the engine closes the alert queue, which ends the outputs.
-fn replay_files(engine: Engine, files: &[PathBuf]) -> Vec<CaptureError> {
+fn replay_files(engine: Arc<Engine>, files: &[PathBuf]) -> Vec<CaptureError> {
     let mut errors = Vec::new();
     {
         let mut worker = engine.worker(None);

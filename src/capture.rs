@@ -1,16 +1,42 @@
-//! Capture sources: frames from capture files (pcap with micro- or nanosecond
-//! timestamps, pcapng) through libpcap, fed one by one to an engine worker.
+//! Capture sources: live interfaces and capture files (pcap with micro- or nanosecond
+//! timestamps, pcapng) through libpcap, each frame fed to an engine worker.
 //!
-//! libpcap is asked for nanosecond precision, so every file's timestamps reach the
-//! pipeline in the same unit whatever the file stores. The frame is borrowed from
-//! libpcap's buffer and never copied.
+//! libpcap is asked for nanosecond precision, so timestamps reach the pipeline in one
+//! unit whatever the source. The frame is borrowed from libpcap's buffer, never copied.
+//!
+//! Live capture spreads an interface over several workers with Linux's AF_PACKET fanout
+//! (`packet(7)`, `PACKET_FANOUT`): every worker opens its own libpcap handle on the
+//! interface and joins one fanout group in hash mode, in which the kernel picks the
+//! socket from a flow hash that is the same for both directions of a flow, so one flow
+//! is seen by one worker. The defragment flag sends every IP fragment of a datagram to
+//! the worker that sees its first fragment.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use pcap::{Capture, Precision};
+use pcap::{Active, Capture, Precision};
+use prometheus::IntCounter;
 
 use crate::decode::LinkType;
 use crate::engine::Worker;
+
+/// How long a worker waits for frames before it looks at the stop flag again; also the
+/// kernel's block timeout, the longest a frame waits in a partly filled ring block.
+const READ_TIMEOUT_MS: i32 = 100;
+/// How often a worker reads its socket's drop counters.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// Smallest interval between two warnings about drops from one worker.
+const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+/// `SOL_PACKET` socket level (`linux/socket.h`).
+const SOL_PACKET: libc::c_int = 263;
+/// `PACKET_FANOUT` socket option (`linux/if_packet.h`).
+const PACKET_FANOUT: libc::c_int = 18;
+/// Fanout mode: pick the socket by the flow hash, which is direction-symmetric.
+const PACKET_FANOUT_HASH: u32 = 0;
+/// Fanout flag: defragment IP before hashing, so fragments follow their datagram.
+const PACKET_FANOUT_FLAG_DEFRAG: u32 = 0x8000;
 
 /// A capture file that could not be read (whole or in part).
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +58,14 @@ pub enum CaptureError {
         file: String,
         /// The `LINKTYPE_` number.
         dlt: i32,
+    },
+    /// A live capture could not be opened or set up.
+    #[error("interface {interface}: {message}")]
+    Interface {
+        /// The interface.
+        interface: String,
+        /// What failed, with libpcap's or the kernel's message.
+        message: String,
     },
     /// Reading stopped partway, for example at a truncated last record.
     #[error("{file}: read error after {frames} frames: {message}")]
@@ -77,6 +111,196 @@ pub fn replay_file(path: &Path, worker: &mut Worker) -> Result<u64, CaptureError
                 });
             }
         }
+    }
+}
+
+/// Settings of a live capture, from `[capture]` and the command line.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    /// Interface to capture on.
+    pub interface: String,
+    /// Bytes kept of each frame.
+    pub snaplen_bytes: u32,
+    /// Kernel buffer (ring) size per worker, in bytes.
+    pub buffer_bytes: u64,
+    /// Optional BPF prefilter, empty for none.
+    pub bpf_filter: String,
+}
+
+/// Opens one promiscuous live capture handle on the interface.
+pub fn open_live(settings: &LiveSettings) -> Result<Capture<Active>, CaptureError> {
+    let fail = |message: String| CaptureError::Interface {
+        interface: settings.interface.clone(),
+        message,
+    };
+    let buffer = i32::try_from(settings.buffer_bytes).unwrap_or(i32::MAX);
+    let snaplen = i32::try_from(settings.snaplen_bytes).unwrap_or(i32::MAX);
+    let mut capture = Capture::from_device(settings.interface.as_str())
+        .map_err(|e| fail(e.to_string()))?
+        .promisc(true)
+        .snaplen(snaplen)
+        .buffer_size(buffer)
+        .timeout(READ_TIMEOUT_MS)
+        .precision(Precision::Nano)
+        .open()
+        .map_err(|e| fail(e.to_string()))?;
+    if !settings.bpf_filter.is_empty() {
+        let filter = &settings.bpf_filter;
+        capture
+            .filter(filter, true)
+            .map_err(|e| fail(format!("BPF filter `{filter}`: {e}")))?;
+    }
+    let dlt = capture.get_datalink().0;
+    if LinkType::from_dlt(dlt).is_none() {
+        return Err(fail(format!("link type {dlt} is not supported")));
+    }
+    Ok(capture)
+}
+
+/// Joins a capture handle to the process's fanout group `group` in flow-hash mode.
+pub fn join_fanout(
+    capture: &Capture<Active>,
+    interface: &str,
+    group: u16,
+) -> Result<(), CaptureError> {
+    let arg: u32 = u32::from(group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+    // SAFETY: the descriptor is the open packet socket owned by `capture`, and the option
+    // value is a live u32 whose size we pass.
+    let rc = unsafe {
+        libc::setsockopt(
+            capture.as_raw_fd(),
+            SOL_PACKET,
+            PACKET_FANOUT,
+            (&arg as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let message = format!(
+            "joining fanout group {group}: {}",
+            std::io::Error::last_os_error()
+        );
+        return Err(CaptureError::Interface {
+            interface: interface.into(),
+            message,
+        });
+    }
+    Ok(())
+}
+
+/// Kernel drop accounting for one capture handle.
+struct Drops {
+    counter: IntCounter,
+    seen: u32,
+    last_check: Instant,
+    last_warning: Option<Instant>,
+}
+
+impl Drops {
+    /// Folds new kernel and interface drops into the metric, warning (rate-limited)
+    /// when they grow.
+    fn check(&mut self, capture: &mut Capture<Active>, interface: &str, worker: usize) {
+        self.last_check = Instant::now();
+        let Ok(stats) = capture.stats() else { return };
+        let total = stats.dropped.wrapping_add(stats.if_dropped);
+        let new = total.wrapping_sub(self.seen);
+        self.seen = total;
+        if new == 0 {
+            return;
+        }
+        self.counter.inc_by(u64::from(new));
+        if self
+            .last_warning
+            .is_none_or(|t| t.elapsed() >= DROP_WARNING_INTERVAL)
+        {
+            self.last_warning = Some(Instant::now());
+            tracing::warn!(
+                interface,
+                worker,
+                dropped = new,
+                total,
+                "Kernel dropped packets"
+            );
+        }
+    }
+}
+
+/// Captures on a live handle into `worker` until `stop` is set. Frames stamped before
+/// `not_before_ns` are skipped: with several workers, frames queued before every socket
+/// had joined the fanout group were delivered to all of them.
+pub fn run_live(
+    capture: Capture<Active>,
+    worker: &mut Worker,
+    stop: &AtomicBool,
+    not_before_ns: i64,
+    (interface, index): (&str, usize),
+    drops: IntCounter,
+) -> Result<(), CaptureError> {
+    let dlt = capture.get_datalink().0;
+    let link = LinkType::from_dlt(dlt).ok_or_else(|| CaptureError::Interface {
+        interface: interface.into(),
+        message: format!("link type {dlt} is not supported"),
+    })?;
+    // Non-blocking reads with our own poll: with TPACKET_V3, libpcap's read timeout does
+    // not fire while no packet arrives, and an idle worker must still notice a stop,
+    // publish its counters and read its drop statistics.
+    let mut capture = capture.setnonblock().map_err(|e| CaptureError::Interface {
+        interface: interface.into(),
+        message: format!("non-blocking mode: {e}"),
+    })?;
+    let fd = capture.as_raw_fd();
+    let mut drops = Drops {
+        counter: drops,
+        seen: 0,
+        last_check: Instant::now(),
+        last_warning: None,
+    };
+    let mut frames: u32 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let idle = match capture.next_packet() {
+            Ok(packet) => {
+                let h = packet.header;
+                let time_ns = timeval_ns(h.ts.tv_sec, h.ts.tv_usec);
+                if time_ns >= not_before_ns {
+                    worker.process(link, packet.data, h.len, time_ns);
+                }
+                false
+            }
+            Err(pcap::Error::TimeoutExpired) => {
+                worker.flush();
+                wait_readable(fd, READ_TIMEOUT_MS);
+                true
+            }
+            Err(e) => {
+                let message = format!("capture stopped: {e}");
+                return Err(CaptureError::Interface {
+                    interface: interface.into(),
+                    message,
+                });
+            }
+        };
+        // Reading the clock per frame would cost more than matching it.
+        frames = frames.wrapping_add(1);
+        if (idle || frames % 4096 == 0) && drops.last_check.elapsed() >= STATS_INTERVAL {
+            drops.check(&mut capture, interface, index);
+        }
+    }
+    drops.check(&mut capture, interface, index);
+    worker.flush();
+    Ok(())
+}
+
+/// Waits until the capture socket has frames or `timeout_ms` passes.
+fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) {
+    let mut pollfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call; the result only tells us
+    // whether to read, and a failed poll is followed by a read that reports any error.
+    unsafe {
+        libc::poll(&mut pollfd, 1, timeout_ms);
     }
 }
 

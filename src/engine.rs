@@ -7,8 +7,8 @@
 //! takes no lock, allocates nothing and logs nothing. Only alerts, which are rare,
 //! cross to the async side through a bounded queue.
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Cache};
 use tokio::sync::mpsc;
@@ -77,7 +77,11 @@ impl Engine {
     /// Each worker holds its own handle on the alert queue; the queue closes (and the
     /// outputs finish) once every worker is dropped and [`Engine::finish`] has run.
     pub fn worker(self: &Arc<Self>, interface: Option<&str>) -> Worker {
-        let alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let alerts = self
+            .alerts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         Worker {
             engine: self.clone(),
             set: Cache::new(self.indicators.clone()),
@@ -199,7 +203,8 @@ impl Worker {
             Admission::Suppressed => {}
             Admission::Emit { alert, closed } => {
                 if let Some(summary) = closed {
-                    self.engine.send(self.alerts.as_ref(), summary, "summarized");
+                    self.engine
+                        .send(self.alerts.as_ref(), summary, "summarized");
                 }
                 self.engine.send(self.alerts.as_ref(), alert, "emitted");
             }

@@ -9,14 +9,17 @@
 #![warn(missing_docs)]
 
 pub mod alert;
+pub mod app;
 pub mod capture;
 pub mod cef;
 pub mod config;
 pub mod decode;
+pub mod endpoint;
 pub mod engine;
 pub mod feed;
 pub mod flow;
 pub mod indicator;
+pub mod live;
 pub mod metrics;
 pub mod output;
 pub mod testkit;

@@ -1,39 +1,35 @@
-//! The `c2watch` command line: a thin layer over the library that turns errors into one
-//! line on stderr and a documented exit code.
+//! The `c2watch` command line: a thin layer over the library that parses arguments,
+//! turns errors into one line on stderr and maps them to documented exit codes.
 //!
 //! Exit codes (sysexits.h): 0 success; 65 a capture file was read only in part; 66 a
-//! capture file could not be opened; 70 internal error; 74 records could not be
-//! delivered to an output; 78 bad configuration or indicator feed.
+//! capture file or interface could not be opened; 69 a service the sensor needs (the
+//! metrics port, the runtime) is unavailable; 70 internal error; 74 records could not be
+//! delivered to an output; 77 no permission to capture; 78 bad configuration or feed.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
-use arc_swap::ArcSwap;
 use clap::{Args, Parser, Subcommand};
-use tokio::sync::mpsc;
 
-use c2watch::capture::{self, CaptureError};
-use c2watch::cef::CefWriter;
-use c2watch::config::{self, Facility, Feed, Framing, Loaded, SyslogConfig, SyslogFormat};
-use c2watch::engine::{Engine, EngineSettings, QueueFull};
-use c2watch::flow::FlowLimits;
-use c2watch::indicator::{HitKind, IndicatorSet};
+use c2watch::app::{self, Overrides, Setup, SetupError};
+use c2watch::capture::{CaptureError, LiveSettings};
+use c2watch::config::{self, Facility, Framing, SyslogConfig, SyslogFormat};
+use c2watch::decode::DecodeError;
+use c2watch::engine::QueueFull;
+use c2watch::indicator::HitKind;
+use c2watch::live::{self, LiveError, LiveOptions, Signals};
 use c2watch::metrics::Metrics;
-use c2watch::output::{self, OutputReport, OutputSettings, OutputSpec};
+use c2watch::output::OutputReport;
 
-/// Exit code for bad configuration or feeds (`EX_CONFIG`).
-const EXIT_CONFIG: u8 = 78;
-/// Exit code for a capture file that could not be opened (`EX_NOINPUT`).
-const EXIT_NOINPUT: u8 = 66;
-/// Exit code for a capture file read only in part (`EX_DATAERR`).
 const EXIT_DATAERR: u8 = 65;
-/// Exit code for records not delivered (`EX_IOERR`).
-const EXIT_IOERR: u8 = 74;
-/// Exit code for an internal failure (`EX_SOFTWARE`).
+const EXIT_NOINPUT: u8 = 66;
+const EXIT_UNAVAILABLE: u8 = 69;
 const EXIT_SOFTWARE: u8 = 70;
+const EXIT_IOERR: u8 = 74;
+const EXIT_NOPERM: u8 = 77;
+const EXIT_CONFIG: u8 = 78;
 
 /// Watches network traffic for connections to threat-intel C2 endpoints and reports each
 /// one as a CEF record (stdout or syslog) for Microsoft Sentinel's CommonSecurityLog.
@@ -46,6 +42,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Capture live on an interface (the service).
+    Run(RunArgs),
     /// Run capture files (pcap, pcapng) through the detection engine.
     Replay(ReplayArgs),
     /// Validate the configuration and feeds, and print the effective settings.
@@ -67,10 +65,9 @@ struct CommonArgs {
     sensor_name: Option<String>,
 }
 
+/// Options of the commands that emit records.
 #[derive(Args, Debug)]
-struct ReplayArgs {
-    #[command(flatten)]
-    common: CommonArgs,
+struct OutputArgs {
     /// Syslog destination udp://host:port or tcp://host:port (repeatable); replaces the
     /// configured syslog outputs.
     #[arg(long = "syslog", value_name = "URL")]
@@ -87,12 +84,51 @@ struct ReplayArgs {
     /// Aggregation window in seconds for repeated flows (0: one record per flow).
     #[arg(long, value_name = "SECS")]
     aggregate_window_secs: Option<u64>,
-    /// Write the Prometheus metrics exposition here when done.
+    /// Write the Prometheus metrics exposition to this file at exit.
     #[arg(long, value_name = "FILE")]
     metrics_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    output: OutputArgs,
     /// Capture files to read, in order.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    /// Interface to capture on (default: capture.interface).
+    #[arg(long, short, env = "C2WATCH_INTERFACE")]
+    interface: Option<String>,
+    /// Capture workers; 0 for one per core (default: capture.workers).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Bytes kept of each frame (default: capture.snaplen_bytes).
+    #[arg(long)]
+    snaplen_bytes: Option<u32>,
+    /// Kernel buffer per worker in bytes (default: capture.buffer_bytes).
+    #[arg(long)]
+    buffer_bytes: Option<u64>,
+    /// BPF prefilter (default: capture.bpf_filter).
+    #[arg(long, value_name = "FILTER")]
+    bpf: Option<String>,
+    /// Prometheus endpoint address, or `off`.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT|off",
+        default_value = "127.0.0.1:9464",
+        env = "C2WATCH_METRICS"
+    )]
+    metrics: String,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -104,29 +140,35 @@ enum FormatArg {
 /// A failure with the exit code it maps to.
 struct Failure {
     code: u8,
-    error: anyhow::Error,
+    message: String,
 }
 
 impl Failure {
-    fn new(code: u8, error: impl Into<anyhow::Error>) -> Failure {
+    fn new(code: u8, error: impl std::fmt::Display) -> Failure {
         Failure {
             code,
-            error: error.into(),
+            message: error.to_string(),
         }
+    }
+}
+
+impl From<SetupError> for Failure {
+    fn from(e: SetupError) -> Failure {
+        Failure::new(EXIT_CONFIG, e)
     }
 }
 
 fn main() -> ExitCode {
     init_logging();
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match Cli::parse().command {
+        Command::Run(args) => run(args),
         Command::Replay(args) => replay(args),
         Command::CheckConfig(args) => check_config(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("c2watch: {:#}", f.error);
+            eprintln!("c2watch: {}", f.message);
             ExitCode::from(f.code)
         }
     }
@@ -145,226 +187,191 @@ fn init_logging() {
         .init();
 }
 
-/// Loads the configuration with the command-line overrides applied.
-fn load_config(args: &CommonArgs) -> Result<(Loaded, Vec<Feed>), Failure> {
-    let mut loaded =
-        config::load(args.config.as_deref()).map_err(|e| Failure::new(EXIT_CONFIG, e))?;
-    if let Some(name) = &args.sensor_name {
-        config::check_sensor_name(name)
-            .map_err(|r| Failure::new(EXIT_CONFIG, anyhow::anyhow!("--sensor-name: {r}")))?;
-        loaded.config.sensor.name = Some(name.clone());
-    }
-    let feeds = if args.iocs.is_empty() {
-        config::feeds(&loaded)
-    } else {
-        config::feeds_from_paths(&args.iocs)
+/// The command-line settings that override the configuration.
+fn overrides(common: &CommonArgs, output: Option<&OutputArgs>) -> Result<Overrides, Failure> {
+    let mut o = Overrides {
+        config: common.config.clone(),
+        iocs: common.iocs.clone(),
+        sensor_name: common.sensor_name.clone(),
+        ..Overrides::default()
     };
-    Ok((loaded, feeds))
+    if let Some(out) = output {
+        o.syslogs = syslogs(out)?;
+        o.stdout = out.stdout;
+        o.aggregate_window_secs = out.aggregate_window_secs;
+    }
+    Ok(o)
 }
 
-/// Loads every feed into one indicator set, logging what each gave.
-fn load_indicators(feeds: &[Feed], metrics: &Metrics) -> Result<IndicatorSet, Failure> {
-    let (set, summaries) = config::load_indicators(feeds).map_err(|e| {
-        metrics.feed_loads.with_label_values(&["error"]).inc();
-        Failure::new(EXIT_CONFIG, e)
-    })?;
-    for s in &summaries {
-        tracing::info!(feed = %s.name, origin = %s.origin, format = %s.format,
-            indicators = s.indicators, skipped_rows = s.skipped_rows, "Feed loaded");
-    }
-    let (endpoints, addresses) = set.counts();
-    metrics
-        .indicators
-        .with_label_values(&["endpoint"])
-        .set(endpoints as i64);
-    metrics
-        .indicators
-        .with_label_values(&["address"])
-        .set(addresses as i64);
-    metrics
-        .feed_rows_skipped
-        .set(summaries.iter().map(|s| s.skipped_rows as i64).sum());
-    metrics.feed_loads.with_label_values(&["ok"]).inc();
-    metrics.feed_last_load.set(unix_now_secs());
-    if set.duplicates() > 0 {
-        tracing::info!(
-            duplicates = set.duplicates(),
-            "Duplicate indicators ignored"
-        );
-    }
-    if set.is_empty() {
-        tracing::warn!("No indicators loaded: nothing can match");
-    }
-    Ok(set)
-}
-
-/// Seconds since the epoch, as a float for the Prometheus gauge.
-fn unix_now_secs() -> f64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map_or(0.0, |d| d.as_secs_f64())
+/// The `--syslog` destinations with their format and facility.
+fn syslogs(out: &OutputArgs) -> Result<Vec<SyslogConfig>, Failure> {
+    let facility: Facility = toml::Value::String(out.facility.clone())
+        .try_into()
+        .map_err(|_| {
+            Failure::new(
+                EXIT_CONFIG,
+                format!("--facility: unknown facility `{}`", out.facility),
+            )
+        })?;
+    let format = match out.syslog_format {
+        FormatArg::Rfc3164 => SyslogFormat::Rfc3164,
+        FormatArg::Rfc5424 => SyslogFormat::Rfc5424,
+    };
+    let config = |url: &String| SyslogConfig {
+        url: url.clone(),
+        format,
+        facility,
+        framing: Framing::Lf,
+    };
+    Ok(out.syslogs.iter().map(config).collect())
 }
 
 /// `c2watch check-config`.
 fn check_config(args: CommonArgs) -> Result<u8, Failure> {
-    let (mut loaded, feeds) = load_config(&args)?;
-    let metrics = Metrics::new();
-    let set = load_indicators(&feeds, &metrics)?;
-    loaded.config.sensor.name = Some(config::sensor_name(&loaded.config));
-    let text = toml::to_string(&loaded.config).map_err(|e| Failure::new(EXIT_SOFTWARE, e))?;
-    println!("# configuration: {} (valid)", loaded.origin);
-    for feed in &feeds {
+    let o = overrides(&args, None)?;
+    let mut setup = app::setup(&o, QueueFull::Drop, &Metrics::new())?;
+    setup.loaded.config.sensor.name = Some(config::sensor_name(&setup.loaded.config));
+    let text = toml::to_string(&setup.loaded.config).map_err(|e| Failure::new(EXIT_SOFTWARE, e))?;
+    println!("# configuration: {} (valid)", setup.loaded.origin);
+    for feed in &setup.feeds {
         println!("# feed {}: {}", feed.name, feed.origin());
     }
-    let (endpoints, addresses) = set.counts();
+    let (endpoints, addresses) = setup.indicators.counts();
     println!("# indicators: {endpoints} ip:port, {addresses} ip");
     print!("{text}");
     Ok(0)
 }
 
-/// The outputs a replay writes to.
-fn output_specs(args: &ReplayArgs, loaded: &Loaded) -> Result<Vec<OutputSpec>, Failure> {
-    let mut syslogs = loaded.config.output.syslog.clone();
-    if !args.syslogs.is_empty() {
-        let facility: Facility = toml::Value::String(args.facility.clone())
-            .try_into()
-            .map_err(|_| {
-                Failure::new(
-                    EXIT_CONFIG,
-                    anyhow::anyhow!("--facility: unknown facility `{}`", args.facility),
-                )
-            })?;
-        let format = match args.syslog_format {
-            FormatArg::Rfc3164 => SyslogFormat::Rfc3164,
-            FormatArg::Rfc5424 => SyslogFormat::Rfc5424,
-        };
-        syslogs = args
-            .syslogs
-            .iter()
-            .map(|url| SyslogConfig {
-                url: url.clone(),
-                format,
-                facility,
-                framing: Framing::Lf,
-            })
-            .collect();
-        for s in &syslogs {
-            config::SyslogUrl::parse(&s.url)
-                .map_err(|r| Failure::new(EXIT_CONFIG, anyhow::anyhow!("--syslog: {r}")))?;
-        }
-    }
-    let stdout = args.stdout || loaded.config.output.stdout || syslogs.is_empty();
-    let mut specs: Vec<OutputSpec> = syslogs.into_iter().map(OutputSpec::Syslog).collect();
-    if stdout {
-        specs.insert(0, OutputSpec::Stdout);
-    }
-    Ok(specs)
-}
-
 /// `c2watch replay FILE...`.
 fn replay(args: ReplayArgs) -> Result<u8, Failure> {
-    let (loaded, feeds) = load_config(&args.common)?;
+    let o = overrides(&args.common, Some(&args.output))?;
     let metrics = Arc::new(Metrics::new());
-    let set = load_indicators(&feeds, &metrics)?;
-    let specs = output_specs(&args, &loaded)?;
-    let cfg = &loaded.config;
-    let settings = OutputSettings {
-        cef: CefWriter::new(&config::sensor_name(cfg), loaded.home_networks.clone()),
-        host: config::sensor_name(cfg),
-        max_record_bytes: cfg.output.max_record_bytes,
-        queue_records: cfg.output.queue_alerts,
-        close_timeout: Duration::from_secs(5),
-    };
-    let window_secs = args
-        .aggregate_window_secs
-        .unwrap_or(cfg.flow.aggregate_window_secs);
-    let engine_settings = EngineSettings {
-        flow: FlowLimits {
-            idle_timeout_ns: (cfg.flow.idle_timeout_secs as i64).saturating_mul(1_000_000_000),
-            max_flows: cfg.flow.max_flows,
-        },
-        aggregate_window_ms: (window_secs as i64).saturating_mul(1000),
-        queue_full: QueueFull::Wait,
-    };
-    let (tx, rx) = mpsc::channel(cfg.output.queue_alerts);
-    let engine = Arc::new(Engine::new(
-        Arc::new(ArcSwap::from_pointee(set)),
-        engine_settings,
-        tx,
-        metrics.clone(),
-    ));
-    let files = args.files.clone();
-    let capture = std::thread::Builder::new()
-        .name("capture".into())
-        .spawn(move || replay_files(engine, &files))
+    let setup = app::setup(&o, QueueFull::Wait, &metrics)?;
+    let report = app::replay(setup, args.files, metrics.clone())
         .map_err(|e| Failure::new(EXIT_SOFTWARE, e))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    log_totals(&metrics, "replay");
+    write_metrics(args.output.metrics_file.as_ref(), &metrics)?;
+    Ok(match report.file_errors.first() {
+        Some(CaptureError::Read { .. }) => EXIT_DATAERR,
+        Some(_) => EXIT_NOINPUT,
+        None => delivery_status(&report.outputs),
+    })
+}
+
+/// `c2watch run`.
+fn run(args: RunArgs) -> Result<u8, Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("c2watch-io")
         .enable_all()
         .build()
-        .map_err(|e| Failure::new(EXIT_SOFTWARE, e))?;
-    let reports = runtime.block_on(output::run(rx, specs, settings, metrics.clone()));
-    let file_errors = capture
-        .join()
-        .map_err(|_| Failure::new(EXIT_SOFTWARE, anyhow::anyhow!("capture thread panicked")))?;
-    finish_replay(&args, &metrics, &reports, &file_errors)
-}
-
-/// Reads every file through one worker, then closes the aggregation windows. Dropping
-/// the engine closes the alert queue, which ends the outputs.
-fn replay_files(engine: Arc<Engine>, files: &[PathBuf]) -> Vec<CaptureError> {
-    let mut errors = Vec::new();
-    {
-        let mut worker = engine.worker(None);
-        for file in files {
-            match capture::replay_file(file, &mut worker) {
-                Ok(frames) => tracing::info!(file = %file.display(), frames, "Capture file read"),
-                Err(e) => {
-                    tracing::error!(error = %e, "Capture file not fully read");
-                    errors.push(e);
-                }
-            }
-        }
+        .map_err(|e| Failure::new(EXIT_UNAVAILABLE, e))?;
+    let signals = {
+        let _context = runtime.enter();
+        Signals::register().map_err(|e| Failure::new(EXIT_UNAVAILABLE, e))?
+    };
+    let o = overrides(&args.common, Some(&args.output))?;
+    let metrics = Arc::new(Metrics::new());
+    let setup = app::setup(&o, QueueFull::Drop, &metrics)?;
+    let options = live_options(&args, &setup)?;
+    let interface = options.capture.interface.clone();
+    let report =
+        live::run(&runtime, signals, setup, o, options, metrics.clone()).map_err(live_failure)?;
+    log_totals(&metrics, &interface);
+    if let Some(e) = report.capture_error {
+        return Err(live_failure(LiveError::Capture(e)));
     }
-    engine.finish();
-    errors
+    Ok(delivery_status(&report.outputs))
 }
 
-/// Logs the replay's totals, writes the metrics file and picks the exit code.
-fn finish_replay(
-    args: &ReplayArgs,
-    metrics: &Metrics,
-    reports: &[OutputReport],
-    file_errors: &[CaptureError],
-) -> Result<u8, Failure> {
-    let hits: u64 = HitKind::ALL
-        .iter()
-        .map(|k| metrics.hits.with_label_values(&[k.as_str()]).get())
-        .sum();
-    let decode_errors: u64 = c2watch::decode::DecodeError::ALL
-        .iter()
-        .map(|r| metrics.decode_errors.with_label_values(&[r.as_str()]).get())
-        .sum();
+/// Live options: command line over `[capture]`.
+fn live_options(args: &RunArgs, setup: &Setup) -> Result<LiveOptions, Failure> {
+    let c = &setup.loaded.config.capture;
+    let interface = args
+        .interface
+        .clone()
+        .unwrap_or_else(|| c.interface.clone());
+    if interface.is_empty() {
+        let reason = "no interface: give --interface or set capture.interface";
+        return Err(Failure::new(EXIT_CONFIG, reason));
+    }
+    let workers = match args.workers.unwrap_or(c.workers) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let metrics_addr = match args.metrics.as_str() {
+        "off" => None,
+        addr => Some(addr.parse::<SocketAddr>().map_err(|_| {
+            Failure::new(
+                EXIT_CONFIG,
+                format!("--metrics: `{addr}` is not ADDR:PORT or off"),
+            )
+        })?),
+    };
+    let capture = LiveSettings {
+        interface,
+        snaplen_bytes: args.snaplen_bytes.unwrap_or(c.snaplen_bytes),
+        buffer_bytes: args.buffer_bytes.unwrap_or(c.buffer_bytes),
+        bpf_filter: args.bpf.clone().unwrap_or_else(|| c.bpf_filter.clone()),
+    };
+    Ok(LiveOptions {
+        capture,
+        workers,
+        metrics_addr,
+        metrics_file: args.output.metrics_file.clone(),
+    })
+}
+
+/// Exit code for a live-capture failure: permission problems are 77, the rest 66/69.
+fn live_failure(e: LiveError) -> Failure {
+    let text = e.to_string();
+    let code = match &e {
+        LiveError::Capture(_) if text.contains("ermission") || text.contains("not permitted") => {
+            EXIT_NOPERM
+        }
+        LiveError::Capture(_) => EXIT_NOINPUT,
+        LiveError::Io { .. } => EXIT_UNAVAILABLE,
+    };
+    Failure::new(code, text)
+}
+
+/// 74 if any output failed or dropped records, else 0.
+fn delivery_status(outputs: &[OutputReport]) -> u8 {
+    let mut status = 0;
+    for r in outputs.iter().filter(|r| r.failed + r.dropped > 0) {
+        tracing::error!(output = %r.name, sent = r.sent, failed = r.failed, dropped = r.dropped,
+            "Records not delivered");
+        status = EXIT_IOERR;
+    }
+    status
+}
+
+/// Logs the run's totals from the metrics.
+fn log_totals(metrics: &Metrics, interface: &str) {
+    let sum = |v: &prometheus::IntCounterVec, labels: &[&str]| -> u64 {
+        labels.iter().map(|l| v.with_label_values(&[l]).get()).sum()
+    };
+    let kinds = HitKind::ALL.map(HitKind::as_str);
+    let reasons = DecodeError::ALL.map(DecodeError::as_str);
     tracing::info!(
-        packets = metrics.packets.with_label_values(&["replay"]).get(),
-        undecoded = decode_errors,
-        hits,
+        packets = metrics.packets.with_label_values(&[interface]).get(),
+        undecoded = sum(&metrics.decode_errors, &reasons),
+        hits = sum(&metrics.hits, &kinds),
         alerts = metrics.alerts.with_label_values(&["emitted"]).get(),
         summaries = metrics.alerts.with_label_values(&["summarized"]).get(),
         suppressed = metrics.alerts.with_label_values(&["suppressed"]).get(),
-        "Replay done"
+        dropped = metrics.alerts.with_label_values(&["dropped"]).get(),
+        "Totals"
     );
-    if let Some(path) = &args.metrics_file {
-        std::fs::write(path, metrics.render())
-            .with_context(|| format!("{}: cannot write metrics", path.display()))
-            .map_err(|e| Failure::new(EXIT_IOERR, e))?;
-    }
-    let undelivered: u64 = reports.iter().map(|r| r.failed + r.dropped).sum();
-    for r in reports.iter().filter(|r| r.failed + r.dropped > 0) {
-        tracing::error!(output = %r.name, sent = r.sent, failed = r.failed, dropped = r.dropped, "Records not delivered");
-    }
-    Ok(match file_errors.first() {
-        Some(CaptureError::Read { .. }) => EXIT_DATAERR,
-        Some(_) => EXIT_NOINPUT,
-        None if undelivered > 0 => EXIT_IOERR,
-        None => 0,
+}
+
+/// Writes the metrics exposition to `path`, if given.
+fn write_metrics(path: Option<&PathBuf>, metrics: &Metrics) -> Result<(), Failure> {
+    let Some(path) = path else { return Ok(()) };
+    std::fs::write(path, metrics.render()).map_err(|e| {
+        Failure::new(
+            EXIT_IOERR,
+            format!("{}: cannot write metrics: {e}", path.display()),
+        )
     })
 }

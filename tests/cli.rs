@@ -89,7 +89,7 @@ fn replay_of_the_sample_prints_its_remcos_records_on_stdout_only() {
         !text.contains("8.8.4.4"),
         "indicator port on another address must not alert"
     );
-    assert!(stderr(&out).contains("Replay done"));
+    assert!(stderr(&out).contains("Totals"));
 }
 
 #[test]

@@ -267,6 +267,7 @@ pub fn run_live(
                 false
             }
             Err(pcap::Error::TimeoutExpired) => {
+                worker.tick(wall_clock_ns());
                 worker.flush();
                 wait_readable(fd, READ_TIMEOUT_MS);
                 true
@@ -288,6 +289,12 @@ pub fn run_live(
     drops.check(&mut capture, interface, index);
     worker.flush();
     Ok(())
+}
+
+/// Nanoseconds since the epoch by the wall clock, the clock the kernel stamps frames with.
+pub fn wall_clock_ns() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// Waits until the capture socket has frames or `timeout_ms` passes.

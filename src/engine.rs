@@ -165,6 +165,18 @@ impl Worker {
         }
     }
 
+    /// Advances flow expiry and aggregation to `now_ns`. Packets do this as they arrive;
+    /// a live worker on a quiet link calls it with the wall clock, so aggregation
+    /// summaries still go out when their window closes.
+    #[inline]
+    pub fn tick(&mut self, now_ns: i64) {
+        let engine = &*self.engine;
+        engine.flows.maybe_sweep(now_ns);
+        for summary in engine.aggregator.sweep(now_ns.div_euclid(1_000_000)) {
+            engine.send(self.alerts.as_ref(), summary, "summarized");
+        }
+    }
+
     /// Folds this worker's counters into the shared metrics.
     pub fn flush(&mut self) {
         self.counters.flush();
@@ -174,14 +186,8 @@ impl Worker {
     /// Matches a decoded packet and raises an alert for a new flow that hit.
     #[inline]
     fn packet(&mut self, mut packet: Packet) {
+        self.tick(packet.time_ns);
         let engine = &*self.engine;
-        engine.flows.maybe_sweep(packet.time_ns);
-        for summary in engine
-            .aggregator
-            .sweep(packet.time_ns.div_euclid(1_000_000))
-        {
-            engine.send(self.alerts.as_ref(), summary, "summarized");
-        }
         let set = self.set.load();
         let Some(mut hit) = set.match_packet(&packet) else {
             return;

@@ -106,7 +106,7 @@ pub fn run(
     let listener = bind_metrics(runtime, options.metrics_addr)?;
     let captures = open_workers(&options)?;
     let not_before_ns = if captures.len() > 1 {
-        now_ns()
+        capture::wall_clock_ns()
     } else {
         i64::MIN
     };
@@ -199,12 +199,6 @@ fn open_workers(options: &LiveOptions) -> Result<Vec<pcap::Capture<pcap::Active>
         }
     }
     Ok(captures)
-}
-
-/// Nanoseconds since the epoch by the wall clock, the clock packet timestamps use.
-fn now_ns() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// Writes the metrics exposition at exit, if asked for.

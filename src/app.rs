@@ -98,7 +98,8 @@ pub fn setup(o: &Overrides, queue_full: QueueFull, metrics: &Metrics) -> Result<
     let feeds = feeds(&loaded, o);
     let indicators = load_indicators(&feeds, metrics)?;
     let outputs = outputs(&loaded, o);
-    let output_settings = output_settings(&loaded);
+    let mut output_settings = output_settings(&loaded);
+    output_settings.backpressure = queue_full == QueueFull::Wait;
     let engine = engine_settings(&loaded, o, queue_full);
     Ok(Setup {
         loaded,
@@ -145,6 +146,7 @@ fn output_settings(loaded: &Loaded) -> OutputSettings {
         max_record_bytes: cfg.output.max_record_bytes,
         queue_records: cfg.output.queue_alerts,
         close_timeout: OUTPUT_CLOSE_TIMEOUT,
+        backpressure: false,
     }
 }
 

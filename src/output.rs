@@ -57,6 +57,10 @@ pub struct OutputSettings {
     pub queue_records: usize,
     /// How long closing may wait for a TCP receiver to take what is queued.
     pub close_timeout: Duration,
+    /// Wait for a slow output instead of dropping (capture files); live capture drops
+    /// and counts. Either way, records for a receiver that is down are dropped once its
+    /// queue is full, oldest first.
+    pub backpressure: bool,
 }
 
 /// What an output did with its records.
@@ -99,7 +103,7 @@ pub async fn run(
         tasks.push(task);
     }
     while let Some(alert) = alerts.recv().await {
-        dispatch(&alert, &queues, &settings, &metrics);
+        dispatch(&alert, &queues, &settings, &metrics).await;
     }
     drop(queues);
     let mut reports = Vec::new();
@@ -120,7 +124,7 @@ fn output_name(spec: &OutputSpec, index: usize) -> String {
 }
 
 /// Formats one alert for every output and queues it.
-fn dispatch(
+async fn dispatch(
     alert: &Alert,
     queues: &[(OutputSpec, String, mpsc::Sender<Record>)],
     settings: &OutputSettings,
@@ -129,7 +133,12 @@ fn dispatch(
     let now_ms = now_ms();
     for (spec, name, tx) in queues {
         let record = format_record(alert, spec, settings, now_ms);
-        if tx.try_send(record).is_err() {
+        let queued = if settings.backpressure {
+            tx.send(record).await.is_ok()
+        } else {
+            tx.try_send(record).is_ok()
+        };
+        if !queued {
             metrics
                 .sink_records
                 .with_label_values(&[name, "dropped"])
@@ -320,6 +329,8 @@ struct TcpOutput<'r> {
     capacity: usize,
     stream: Option<TcpStream>,
     backoff: Duration,
+    next_attempt: tokio::time::Instant,
+    backpressure: bool,
     close_timeout: Duration,
     report: &'r mut OutputReport,
 }
@@ -332,6 +343,8 @@ impl<'r> TcpOutput<'r> {
             capacity: settings.queue_records.max(1),
             stream: None,
             backoff: BACKOFF.0,
+            next_attempt: tokio::time::Instant::now(),
+            backpressure: settings.backpressure,
             close_timeout: settings.close_timeout,
             report,
         }
@@ -342,8 +355,12 @@ impl<'r> TcpOutput<'r> {
     async fn run(mut self, mut rx: mpsc::Receiver<Record>) {
         loop {
             let retry = self.backoff;
+            // A slow but connected receiver holds the queue back (and, with
+            // backpressure, the capture behind it) instead of losing records.
+            let take =
+                !self.backpressure || self.queue.len() < self.capacity || self.stream.is_none();
             tokio::select! {
-                record = rx.recv() => match record {
+                record = rx.recv(), if take => match record {
                     Some(r) => self.enqueue(r),
                     None => break,
                 },
@@ -377,7 +394,18 @@ impl<'r> TcpOutput<'r> {
     /// connection fails.
     async fn deliver(&mut self) {
         if self.stream.is_none() {
-            match TcpStream::connect(&self.url.address).await {
+            if tokio::time::Instant::now() < self.next_attempt {
+                return;
+            }
+            let connect = TcpStream::connect(&self.url.address);
+            match tokio::time::timeout(WRITE_TIMEOUT, connect)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "connect timed out",
+                    ))
+                }) {
                 Ok(s) => {
                     tracing::info!(destination = %self.url.address, "Syslog TCP connected");
                     self.stream = Some(s);
@@ -385,6 +413,7 @@ impl<'r> TcpOutput<'r> {
                 }
                 Err(e) => {
                     tracing::warn!(destination = %self.url.address, error = %e, "Syslog TCP connect failed");
+                    self.next_attempt = tokio::time::Instant::now() + self.backoff;
                     self.backoff = (self.backoff * 2).min(BACKOFF.1);
                     return;
                 }

@@ -234,3 +234,45 @@ fn metrics_file_passes_promtool_and_counts_the_sample() {
         stderr(&check)
     );
 }
+
+#[test]
+fn tcp_output_reconnects_and_delivers_records_queued_while_the_receiver_was_down() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_c2watch"))
+        .args(["replay", "--syslog", &url, sample().to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let reader = std::io::BufRead::lines(std::io::BufReader::new(stream));
+    let records: Vec<String> = reader.map(Result::unwrap).collect();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(records.len(), 4, "{records:?}");
+    assert!(
+        records.iter().all(|r| r.contains(" CEF:0|c2watch|")),
+        "{records:?}"
+    );
+    assert!(stderr(&out).contains("Syslog TCP connect failed"));
+}
+
+#[test]
+fn records_for_a_receiver_that_never_comes_back_exit_74() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let out = c2watch(&["replay", "--syslog", &url, sample().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(74), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Records not delivered"));
+}

@@ -25,6 +25,8 @@ use crate::engine::Worker;
 /// How long a worker waits for frames before it looks at the stop flag again; also the
 /// kernel's block timeout, the longest a frame waits in a partly filled ring block.
 const READ_TIMEOUT_MS: i32 = 100;
+/// Longest a stopping worker spends reading frames the kernel had already queued.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 /// How often a worker reads its socket's drop counters.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// Smallest interval between two warnings about drops from one worker.
@@ -225,9 +227,64 @@ impl Drops {
     }
 }
 
-/// Captures on a live handle into `worker` until `stop` is set. Frames stamped before
-/// `not_before_ns` are skipped: with several workers, frames queued before every socket
-/// had joined the fanout group were delivered to all of them.
+/// One live capture handle in non-blocking mode with what reading it needs.
+struct LiveReader<'a> {
+    capture: Capture<Active>,
+    link: LinkType,
+    not_before_ns: i64,
+    interface: &'a str,
+}
+
+/// The result of one read from the ring.
+enum Read {
+    /// A frame was processed (or skipped as older than the worker's start).
+    Frame,
+    /// Nothing is ready.
+    Empty,
+}
+
+impl LiveReader<'_> {
+    /// Reads one frame into `worker`, if one is ready.
+    #[inline]
+    fn read(&mut self, worker: &mut Worker) -> Result<Read, CaptureError> {
+        match self.capture.next_packet() {
+            Ok(packet) => {
+                let h = packet.header;
+                let time_ns = timeval_ns(h.ts.tv_sec, h.ts.tv_usec);
+                if time_ns >= self.not_before_ns {
+                    worker.process(self.link, packet.data, h.len, time_ns);
+                }
+                Ok(Read::Frame)
+            }
+            Err(pcap::Error::TimeoutExpired) => Ok(Read::Empty),
+            Err(e) => Err(CaptureError::Interface {
+                interface: self.interface.into(),
+                message: format!("capture stopped: {e}"),
+            }),
+        }
+    }
+
+    /// Reads what the kernel already holds for this socket: until the ring has stayed
+    /// empty for longer than the block timeout (after which the kernel has handed over
+    /// every partly filled block), or `limit` has passed.
+    fn drain(&mut self, worker: &mut Worker, limit: Duration) -> Result<(), CaptureError> {
+        let deadline = Instant::now() + limit;
+        let fd = self.capture.as_raw_fd();
+        while Instant::now() < deadline {
+            if let Read::Empty = self.read(worker)? {
+                if !wait_readable(fd, 2 * READ_TIMEOUT_MS) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Captures on a live handle into `worker` until `stop` is set, then reads what the
+/// kernel had already queued. Frames stamped before `not_before_ns` are skipped: with
+/// several workers, frames queued before every socket had joined the fanout group were
+/// delivered to all of them, and only the first worker keeps them.
 pub fn run_live(
     capture: Capture<Active>,
     worker: &mut Worker,
@@ -236,19 +293,26 @@ pub fn run_live(
     (interface, index): (&str, usize),
     drops: IntCounter,
 ) -> Result<(), CaptureError> {
-    let dlt = capture.get_datalink().0;
-    let link = LinkType::from_dlt(dlt).ok_or_else(|| CaptureError::Interface {
+    let fail = |message: String| CaptureError::Interface {
         interface: interface.into(),
-        message: format!("link type {dlt} is not supported"),
-    })?;
+        message,
+    };
+    let dlt = capture.get_datalink().0;
+    let link =
+        LinkType::from_dlt(dlt).ok_or_else(|| fail(format!("link type {dlt} is not supported")))?;
     // Non-blocking reads with our own poll: with TPACKET_V3, libpcap's read timeout does
     // not fire while no packet arrives, and an idle worker must still notice a stop,
     // publish its counters and read its drop statistics.
-    let mut capture = capture.setnonblock().map_err(|e| CaptureError::Interface {
-        interface: interface.into(),
-        message: format!("non-blocking mode: {e}"),
-    })?;
-    let fd = capture.as_raw_fd();
+    let capture = capture
+        .setnonblock()
+        .map_err(|e| fail(format!("non-blocking mode: {e}")))?;
+    let mut reader = LiveReader {
+        capture,
+        link,
+        not_before_ns,
+        interface,
+    };
+    let fd = reader.capture.as_raw_fd();
     let mut drops = Drops {
         counter: drops,
         seen: 0,
@@ -257,36 +321,20 @@ pub fn run_live(
     };
     let mut frames: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
-        let idle = match capture.next_packet() {
-            Ok(packet) => {
-                let h = packet.header;
-                let time_ns = timeval_ns(h.ts.tv_sec, h.ts.tv_usec);
-                if time_ns >= not_before_ns {
-                    worker.process(link, packet.data, h.len, time_ns);
-                }
-                false
-            }
-            Err(pcap::Error::TimeoutExpired) => {
-                worker.tick(wall_clock_ns());
-                worker.flush();
-                wait_readable(fd, READ_TIMEOUT_MS);
-                true
-            }
-            Err(e) => {
-                let message = format!("capture stopped: {e}");
-                return Err(CaptureError::Interface {
-                    interface: interface.into(),
-                    message,
-                });
-            }
-        };
+        let idle = matches!(reader.read(worker)?, Read::Empty);
+        if idle {
+            worker.tick(wall_clock_ns());
+            worker.flush();
+            wait_readable(fd, READ_TIMEOUT_MS);
+        }
         // Reading the clock per frame would cost more than matching it.
         frames = frames.wrapping_add(1);
         if (idle || frames % 4096 == 0) && drops.last_check.elapsed() >= STATS_INTERVAL {
-            drops.check(&mut capture, interface, index);
+            drops.check(&mut reader.capture, interface, index);
         }
     }
-    drops.check(&mut capture, interface, index);
+    reader.drain(worker, DRAIN_LIMIT)?;
+    drops.check(&mut reader.capture, interface, index);
     worker.flush();
     Ok(())
 }
@@ -297,18 +345,17 @@ pub fn wall_clock_ns() -> i64 {
     now.map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// Waits until the capture socket has frames or `timeout_ms` passes.
-fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) {
+/// Waits until the capture socket has frames or `timeout_ms` passes; true if it has.
+fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
     let mut pollfd = libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one valid pollfd for the duration of the call; the result only tells us
-    // whether to read, and a failed poll is followed by a read that reports any error.
-    unsafe {
-        libc::poll(&mut pollfd, 1, timeout_ms);
-    }
+    // SAFETY: one valid pollfd for the duration of the call; a failed poll is followed
+    // by a read that reports any error.
+    let ready = unsafe { libc::poll(&mut pollfd, 1, timeout_ms) };
+    ready > 0
 }
 
 /// Nanoseconds since the epoch from a timeval that libpcap filled with nanoseconds.

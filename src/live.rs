@@ -134,7 +134,7 @@ pub fn run(
                     capture,
                     &mut worker,
                     &stop,
-                    not_before_ns,
+                    if index == 0 { i64::MIN } else { not_before_ns },
                     (&interface, index),
                     drops,
                 );

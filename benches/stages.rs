@@ -14,7 +14,7 @@ use c2watch::cef::CefWriter;
 use c2watch::config;
 use c2watch::decode::{self, LinkType};
 use c2watch::engine::{Engine, EngineSettings, QueueFull};
-use c2watch::flow::{Endpoint, FlowLimits};
+use c2watch::flow::FlowLimits;
 use c2watch::indicator::{HitKind, IndicatorSet};
 use c2watch::metrics::Metrics;
 use c2watch::testkit::{self, Tcp};
@@ -99,24 +99,14 @@ fn pipeline(c: &mut Criterion) {
 fn cef(c: &mut Criterion) {
     let set = remcos();
     let writer = CefWriter::new("sensor01", vec!["10.0.0.0/8".parse().unwrap()]);
-    let alert = Alert {
-        kind: HitKind::Endpoint,
-        indicator: set.get(0).clone(),
-        time_ms: 1_780_000_000_123,
-        client: Endpoint {
-            addr: "10.20.1.10".parse().unwrap(),
-            port: Some(49200),
-        },
-        server: Endpoint {
-            addr: "2.26.75.239".parse().unwrap(),
-            port: Some(1971),
-        },
-        proto: 6,
-        vlan: None,
-        count: 1,
-        window_ms: None,
-        interface: None,
-    };
+    let flow = (ep("10.20.1.10:49200").into(), ep("2.26.75.239:1971").into());
+    let alert = Alert::new(
+        HitKind::Endpoint,
+        set.get(0).clone(),
+        1_780_000_000_123,
+        flow,
+        6,
+    );
     let mut out = String::with_capacity(1024);
     let mut g = c.benchmark_group("alert");
     g.throughput(Throughput::Elements(1));

@@ -41,6 +41,30 @@ pub struct Alert {
     pub interface: Option<Arc<str>>,
 }
 
+impl Alert {
+    /// The alert for one flow, with no VLAN tag or interface.
+    pub fn new(
+        kind: HitKind,
+        indicator: Arc<Indicator>,
+        time_ms: i64,
+        (client, server): (Endpoint, Endpoint),
+        proto: u8,
+    ) -> Alert {
+        Alert {
+            kind,
+            indicator,
+            time_ms,
+            client,
+            server,
+            proto,
+            vlan: None,
+            count: 1,
+            window_ms: None,
+            interface: None,
+        }
+    }
+}
+
 /// What the aggregator decided for a new flow's alert.
 // Returned once per new flow that hit, which is rare: boxing would add an allocation to
 // save a copy.
@@ -220,24 +244,10 @@ mod tests {
 
     fn alert(client: &str, time_ms: i64) -> Alert {
         let indicator = Indicator::bare("2.26.75.239".parse().unwrap(), Some(1971), "test");
-        Alert {
-            kind: HitKind::Endpoint,
-            indicator: Arc::new(indicator),
-            time_ms,
-            client: Endpoint {
-                addr: client.parse().unwrap(),
-                port: Some(50000),
-            },
-            server: Endpoint {
-                addr: "2.26.75.239".parse().unwrap(),
-                port: Some(1971),
-            },
-            proto: 6,
-            vlan: None,
-            count: 1,
-            window_ms: None,
-            interface: None,
-        }
+        let client: std::net::SocketAddr = format!("{client}:50000").parse().unwrap();
+        let server: std::net::SocketAddr = "2.26.75.239:1971".parse().unwrap();
+        let flow = (client.into(), server.into());
+        Alert::new(HitKind::Endpoint, Arc::new(indicator), time_ms, flow, 6)
     }
 
     #[test]

@@ -236,7 +236,6 @@ pub fn push_escaped(out: &mut String, value: &str, max: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::Endpoint;
     use crate::indicator::Indicator;
     use std::sync::Arc;
 
@@ -255,24 +254,16 @@ mod tests {
     }
 
     fn alert(indicator: Indicator) -> Alert {
-        Alert {
-            kind: HitKind::Endpoint,
-            indicator: Arc::new(indicator),
-            time_ms: 1_780_000_000_123,
-            client: Endpoint {
-                addr: "10.20.1.10".parse().unwrap(),
-                port: Some(49200),
-            },
-            server: Endpoint {
-                addr: "2.26.75.239".parse().unwrap(),
-                port: Some(1971),
-            },
-            proto: 6,
-            vlan: None,
-            count: 1,
-            window_ms: None,
-            interface: None,
-        }
+        let client: std::net::SocketAddr = "10.20.1.10:49200".parse().unwrap();
+        let server: std::net::SocketAddr = "2.26.75.239:1971".parse().unwrap();
+        let flow = (client.into(), server.into());
+        Alert::new(
+            HitKind::Endpoint,
+            Arc::new(indicator),
+            1_780_000_000_123,
+            flow,
+            6,
+        )
     }
 
     fn writer() -> CefWriter {

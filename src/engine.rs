@@ -232,16 +232,16 @@ fn alert(
     flow: NewFlow,
     interface: Option<Arc<str>>,
 ) -> Alert {
-    Alert {
-        kind: hit.kind,
-        indicator: set.get(hit.index).clone(),
-        time_ms: packet.time_ns.div_euclid(1_000_000),
-        client: flow.client,
-        server: flow.server,
-        proto: packet.proto,
-        vlan: packet.vlans.outer(),
-        count: 1,
-        window_ms: None,
-        interface,
-    }
+    let time_ms = packet.time_ns.div_euclid(1_000_000);
+    let indicator = set.get(hit.index).clone();
+    let mut alert = Alert::new(
+        hit.kind,
+        indicator,
+        time_ms,
+        (flow.client, flow.server),
+        packet.proto,
+    );
+    alert.vlan = packet.vlans.outer();
+    alert.interface = interface;
+    alert
 }

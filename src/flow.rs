@@ -34,6 +34,15 @@ pub struct Endpoint {
     pub port: Option<u16>,
 }
 
+impl From<std::net::SocketAddr> for Endpoint {
+    fn from(sa: std::net::SocketAddr) -> Endpoint {
+        Endpoint {
+            addr: sa.ip(),
+            port: Some(sa.port()),
+        }
+    }
+}
+
 /// The direction-normalised 5-tuple plus VLAN tags: both directions of a flow map to
 /// the same key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

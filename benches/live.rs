@@ -46,7 +46,9 @@ fn main() {
     let capture = dir.path().join("live-64b.pcap");
     write_capture(&capture, frames);
     let net = Namespaces::new();
-    println!("tcpreplay --topspeed, {frames} frames of 64 bytes, {runs} runs per capturer");
+    println!(
+        "tcpreplay --topspeed --preload-pcap, {frames} frames of 64 bytes, {runs} runs per capturer"
+    );
     for (name, workers) in [
         ("tcpdump -i", 0),
         ("c2watch run, 1 worker", 1),
@@ -205,6 +207,7 @@ impl Namespaces {
                 &self.tap,
                 "tcpreplay",
                 "--topspeed",
+                "--preload-pcap",
                 "-i",
                 &self.tap_dev(),
             ])

@@ -12,7 +12,8 @@
 //! The bench never skips silently: without root it fails under `CI=true` and prints a
 //! notice otherwise; a missing program fails naming the Debian package to install.
 
-use std::collections::BTreeMap;
+pub mod cef;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -596,15 +597,10 @@ pub struct Record {
 }
 
 impl Record {
-    /// Reads a CEF record (CEF specification, "Character Encoding"). The fields taken
-    /// here never carry escapes, so values are kept as they appear.
+    /// Reads the flow fields of a CEF record with the strict reader.
     pub fn parse(text: &str) -> Result<Record, String> {
-        let (header, extension) = split_header(text)?;
-        if header[0] != "CEF:0" {
-            return Err(format!("version field is {:?}, not CEF:0", header[0]));
-        }
-        let ext = split_extension(extension)?;
-        let get = |key: &str| ext.get(key).copied().ok_or(format!("no `{key}`"));
+        let cef = cef::parse_cef(text)?;
+        let get = |key: &str| cef.ext.get(key).cloned().ok_or(format!("no `{key}`"));
         let endpoint = |ip: &str, port: &str| -> Result<SocketAddr, String> {
             let ip = get(ip)?.parse().map_err(|e| format!("`{ip}`: {e}"))?;
             let port = get(port)?.parse().map_err(|e| format!("`{port}`: {e}"))?;
@@ -613,9 +609,9 @@ impl Record {
         Ok(Record {
             src: endpoint("src", "spt")?,
             dst: endpoint("dst", "dpt")?,
-            proto: get("proto")?.to_owned(),
-            class: header[4].clone(),
-            indicator: get("cs1")?.to_owned(),
+            proto: get("proto")?,
+            class: cef.header[4].clone(),
+            indicator: get("cs1")?,
         })
     }
 }
@@ -629,61 +625,6 @@ impl std::fmt::Display for Record {
             self.proto, self.class, self.indicator
         )
     }
-}
-
-/// Splits the header on unescaped `|` into its seven fields, undoing `\|` and `\\`;
-/// returns them and the extension that follows.
-fn split_header(text: &str) -> Result<(Vec<String>, &str), String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = text.char_indices();
-    while let Some((at, c)) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some((_, e @ ('\\' | '|'))) => field.push(e),
-                other => return Err(format!("bad header escape at byte {at}: {other:?}")),
-            },
-            '|' if fields.len() == 6 => {
-                fields.push(field);
-                return Ok((fields, &text[at + 1..]));
-            }
-            '|' => fields.push(std::mem::take(&mut field)),
-            c => field.push(c),
-        }
-    }
-    Err(format!("header ends after {} of 7 fields", fields.len()))
-}
-
-/// Splits the extension into `key=value` pairs. A key (`[A-Za-z0-9_]+` and an `=`)
-/// starts the text or follows a space; its value runs to the space before the next key,
-/// which is unambiguous because values escape their `=`.
-fn split_extension(text: &str) -> Result<BTreeMap<&str, &str>, String> {
-    let bytes = text.as_bytes();
-    let starts: Vec<usize> = (0..text.len())
-        .filter(|&i| (i == 0 || bytes[i - 1] == b' ') && key_len(&text[i..]).is_some())
-        .collect();
-    if !text.is_empty() && starts.first() != Some(&0) {
-        return Err(format!("extension does not start with a key: {text:?}"));
-    }
-    let mut pairs = BTreeMap::new();
-    for (n, &start) in starts.iter().enumerate() {
-        let end = starts.get(n + 1).map_or(text.len(), |next| next - 1);
-        let len = key_len(&text[start..]).expect("a key starts here");
-        let (key, value) = (&text[start..start + len], &text[start + len + 1..end]);
-        if pairs.insert(key, value).is_some() {
-            return Err(format!("key `{key}` repeated"));
-        }
-    }
-    Ok(pairs)
-}
-
-/// The length of the key at the start of `text`, if an `=` follows it.
-fn key_len(text: &str) -> Option<usize> {
-    let len = text
-        .bytes()
-        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-        .count();
-    (len > 0 && text.as_bytes().get(len) == Some(&b'=')).then_some(len)
 }
 
 /// The value of one series in Prometheus text, named with its labels exactly as the

@@ -144,17 +144,23 @@ fn unknown_config_key_exits_78_naming_file_and_key() {
     }
 }
 
-#[test]
-fn broken_feed_exits_78_naming_file_and_line() {
+/// Replays the sample with `feed` as the only feed (a file named `iocs.txt`).
+fn replay_with_feed(feed: &str) -> (tempfile::TempDir, PathBuf, Output) {
     let dir = tempfile::tempdir().unwrap();
-    let feed = dir.path().join("iocs.txt");
-    std::fs::write(&feed, "# C2 list\n2.26.75.239:1971\n2.26.75.239:99999\n").unwrap();
+    let path = dir.path().join("iocs.txt");
+    std::fs::write(&path, feed).unwrap();
     let out = c2watch(&[
         "replay",
         "--ioc",
-        feed.to_str().unwrap(),
+        path.to_str().unwrap(),
         sample().to_str().unwrap(),
     ]);
+    (dir, path, out)
+}
+
+#[test]
+fn broken_feed_exits_78_naming_file_and_line() {
+    let (_dir, feed, out) = replay_with_feed("# C2 list\n2.26.75.239:1971\n2.26.75.239:99999\n");
     assert_eq!(out.status.code(), Some(78));
     let err = stderr(&out);
     assert!(err.contains(&format!("{}:3", feed.display())), "{err}");
@@ -163,15 +169,7 @@ fn broken_feed_exits_78_naming_file_and_line() {
 
 #[test]
 fn plain_list_feed_replaces_the_builtin_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let feed = dir.path().join("iocs.txt");
-    std::fs::write(&feed, "192.177.111.89:7788\n").unwrap();
-    let out = c2watch(&[
-        "replay",
-        "--ioc",
-        feed.to_str().unwrap(),
-        sample().to_str().unwrap(),
-    ]);
+    let (_dir, _feed, out) = replay_with_feed("192.177.111.89:7788\n");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1, "{text}");

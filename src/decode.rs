@@ -19,8 +19,8 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use etherparse::err::ip::LaxHeaderSliceError;
 use etherparse::{
-    EtherType, Ethernet2HeaderSlice, IpNumber, Ipv6ExtensionSlice, LaxIpPayloadSlice, LaxIpSlice,
-    SingleVlanSlice,
+    EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4HeaderSlice, Ipv6ExtensionSlice,
+    LaxIpPayloadSlice, LaxIpSlice, SingleVlanSlice,
 };
 
 /// IP protocol number of TCP.
@@ -269,8 +269,13 @@ fn ether_payload(
 }
 
 /// Copies the addresses, ports and fragment state out of an IP packet.
-#[inline]
+#[inline(always)]
 fn summarize(ip: &[u8]) -> Result<Packet, DecodeError> {
+    if ip.first().is_some_and(|b| b >> 4 == 4) {
+        if let Some(packet) = ipv4(ip)? {
+            return Ok(packet);
+        }
+    }
     let (sliced, _stopped_in_extensions) = LaxIpSlice::from_slice(ip).map_err(|e| match e {
         LaxHeaderSliceError::Len(_) => DecodeError::Truncated,
         LaxHeaderSliceError::Content(_) => DecodeError::Malformed,
@@ -301,7 +306,50 @@ fn summarize(ip: &[u8]) -> Result<Packet, DecodeError> {
     Ok(packet)
 }
 
+/// The common case, IPv4 without an authentication header, read through etherparse's
+/// header slice alone: it checks version and header length once, and the payload is
+/// what the total length and the captured bytes allow (RFC 791 3.1), as the lax IP
+/// slicer would give it. `None` for a packet
+/// with an authentication header, which the full IP slicer walks.
+#[inline(always)]
+fn ipv4(ip: &[u8]) -> Result<Option<Packet>, DecodeError> {
+    let h = Ipv4HeaderSlice::from_slice(ip).map_err(|e| match e {
+        etherparse::err::ipv4::HeaderSliceError::Len(_) => DecodeError::Truncated,
+        etherparse::err::ipv4::HeaderSliceError::Content(_) => DecodeError::Malformed,
+    })?;
+    if h.protocol() == IpNumber::AUTHENTICATION_HEADER {
+        return Ok(None);
+    }
+    let header_len = h.slice().len();
+    // A total length below the header length is one not yet filled in (captured on the
+    // sending host before segmentation offload): the captured bytes are the packet.
+    let total_len = match usize::from(h.total_len()) {
+        n if n < header_len => ip.len(),
+        n => n,
+    };
+    let end = total_len.min(ip.len());
+    let payload = LaxIpPayloadSlice {
+        incomplete: end < total_len,
+        ip_number: h.protocol(),
+        fragmented: h.is_fragmenting_payload(),
+        len_source: etherparse::LenSource::Ipv4HeaderTotalLen,
+        payload: &ip[header_len..end],
+    };
+    let fragment = ipv4_fragment(h.more_fragments(), h.fragments_offset().value());
+    let frag_id = if fragment == Fragment::No {
+        0
+    } else {
+        u32::from(h.identification())
+    };
+    let (src, dst) = (
+        IpAddr::V4(h.source_addr()),
+        IpAddr::V4(h.destination_addr()),
+    );
+    Ok(Some(transport(src, dst, fragment, frag_id, &payload)))
+}
+
 /// Reads the ports and TCP flags from the IP payload, where the protocol has them.
+#[inline(always)]
 fn transport(
     src: IpAddr,
     dst: IpAddr,
@@ -569,6 +617,14 @@ mod tests {
             decode(LinkType::Ethernet, &arp, 0, 0),
             Err(DecodeError::NotIp)
         );
+    }
+
+    #[test]
+    fn ipv4_total_length_left_at_zero_by_offload_still_decodes() {
+        let mut frame = syn();
+        frame[16..18].copy_from_slice(&[0, 0]); // IPv4 total length: not filled in
+        let p = decode(LinkType::Ethernet, &frame, 0, 0).unwrap();
+        assert_eq!(ports(&p), (Some(49200), Some(1971)));
     }
 
     #[test]

@@ -190,8 +190,7 @@ impl Aggregator {
     /// their summaries. Cheap when nothing is due.
     pub fn sweep(&self, now_ms: i64) -> Vec<Alert> {
         let due = self.next_sweep_ms.load(Ordering::Relaxed);
-        let window_ms = self.window_ms.load(Ordering::Relaxed);
-        if now_ms < due || (window_ms <= 0 && self.windows.is_empty()) {
+        if now_ms < due {
             return Vec::new();
         }
         let next = now_ms.saturating_add(1_000);
@@ -202,7 +201,8 @@ impl Aggregator {
         {
             return Vec::new();
         }
-        self.close(|w| w.opened_ms + window_ms <= now_ms)
+        let window_ms = self.window_ms.load(Ordering::Relaxed);
+        self.close(|w| w.opened_ms.saturating_add(window_ms) <= now_ms)
     }
 
     /// Closes every window, returning the summaries still owed (end of capture, shutdown).

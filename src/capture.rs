@@ -96,23 +96,24 @@ pub fn replay_file(path: &Path, worker: &mut Worker) -> Result<u64, CaptureError
         dlt,
     })?;
     let mut frames = 0u64;
-    loop {
-        match capture.next_packet() {
-            Ok(packet) => {
-                let h = packet.header;
-                let time_ns = timeval_ns(h.ts.tv_sec, h.ts.tv_usec);
-                worker.process(link, packet.data, h.len, time_ns);
-                frames += 1;
-            }
-            Err(pcap::Error::NoMorePackets) => return Ok(frames),
-            Err(e) => {
-                return Err(CaptureError::Read {
-                    file,
-                    frames,
-                    message: e.to_string(),
-                });
-            }
-        }
+    // libpcap's own read loop with a callback, rather than one call per frame.
+    let read = capture.for_each(None, |packet| {
+        let h = packet.header;
+        worker.process(
+            link,
+            packet.data,
+            h.len,
+            timeval_ns(h.ts.tv_sec, h.ts.tv_usec),
+        );
+        frames += 1;
+    });
+    match read {
+        Ok(()) | Err(pcap::Error::NoMorePackets) => Ok(frames),
+        Err(e) => Err(CaptureError::Read {
+            file,
+            frames,
+            message: e.to_string(),
+        }),
     }
 }
 

@@ -19,8 +19,8 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use etherparse::err::ip::LaxHeaderSliceError;
 use etherparse::{
-    EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4HeaderSlice, Ipv6ExtensionSlice,
-    LaxIpPayloadSlice, LaxIpSlice, SingleVlanSlice,
+    EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4HeaderSlice, LaxIpPayloadSlice, LaxIpSlice,
+    SingleVlanSlice,
 };
 
 /// IP protocol number of TCP.
@@ -39,6 +39,16 @@ pub const TCP_ACK: u8 = 0x10;
 const SLL_HEADER_LEN: usize = 16;
 /// Length of the Linux cooked capture v2 header (`LINKTYPE_LINUX_SLL2`).
 const SLL2_HEADER_LEN: usize = 20;
+/// IPv6 extension header numbers (IANA "Protocol Numbers", RFC 8200 4).
+const HOP_BY_HOP: u8 = 0;
+const ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const AUTHENTICATION: u8 = 51;
+const DESTINATION: u8 = 60;
+const MOBILITY: u8 = 135;
+const HIP: u8 = 139;
+const SHIM6: u8 = 140;
+
 /// VLAN tags skipped before giving up on a frame (as etherparse's own slicer).
 const MAX_VLAN_TAGS: usize = 3;
 /// Length of the BSD loopback header (`LINKTYPE_NULL`, `LINKTYPE_LOOP`).
@@ -393,19 +403,42 @@ fn ipv4_fragment(more_fragments: bool, offset: u16) -> Fragment {
 }
 
 /// Classifies an IPv6 packet by its Fragment extension header, if any (RFC 8200 4.5).
+///
+/// Walks the raw extension bytes with every length checked rather than with
+/// etherparse's extension iterator, which reads past the end of a lax slice whose
+/// extension chain was cut short (found by the `decode` fuzz target).
 fn ipv6_fragment(exts: &etherparse::Ipv6ExtensionsSlice<'_>) -> (Fragment, u32) {
-    for ext in exts.clone() {
-        if let Ipv6ExtensionSlice::Fragment(f) = ext {
-            let offset = f.fragment_offset().value();
-            let fragment = match (f.more_fragments(), offset) {
-                (false, 0) => Fragment::No,
-                (true, 0) => Fragment::First,
-                _ => Fragment::Later,
-            };
-            return (fragment, f.identification());
-        }
+    let none = (Fragment::No, 0);
+    let Some(mut next) = exts.first_header() else {
+        return none;
+    };
+    let mut rest = exts.slice();
+    loop {
+        let len = match (next.0, rest.get(1)) {
+            (IPV6_FRAGMENT, _) => return rest.get(..8).map_or(none, fragment_header),
+            (AUTHENTICATION, Some(&n)) => (usize::from(n) + 2) * 4,
+            (HOP_BY_HOP | ROUTING | DESTINATION | MOBILITY | HIP | SHIM6, Some(&n)) => {
+                (usize::from(n) + 1) * 8
+            }
+            _ => return none,
+        };
+        next = IpNumber(rest[0]);
+        rest = match rest.get(len..) {
+            Some(r) => r,
+            None => return none,
+        };
     }
-    (Fragment::No, 0)
+}
+
+/// Reads an 8-byte IPv6 Fragment header: offset and M flag, identification.
+fn fragment_header(h: &[u8]) -> (Fragment, u32) {
+    let offset_and_flags = u16::from_be_bytes([h[2], h[3]]);
+    let fragment = match (offset_and_flags & 1 == 1, offset_and_flags >> 3) {
+        (false, 0) => Fragment::No,
+        (true, 0) => Fragment::First,
+        _ => Fragment::Later,
+    };
+    (fragment, u32::from_be_bytes([h[4], h[5], h[6], h[7]]))
 }
 
 /// The IP protocol's conventional name as CEF's `proto` field wants it, if it has one.
@@ -632,6 +665,36 @@ mod tests {
         let frame = testkit::ip_only(ep(CLIENT).ip(), ep(C2).ip(), 1, &[8, 0, 0, 0]);
         let p = decode(LinkType::Ethernet, &frame, 0, 0).unwrap();
         assert_eq!((p.proto, ports(&p)), (1, (None, None)));
+    }
+
+    /// Inputs the `decode` fuzz target found: IPv6 packets whose extension chain ends
+    /// inside a header. etherparse's extension iterator read past the captured bytes on
+    /// them; the decoder walks the chain itself.
+    #[test]
+    fn cut_short_ipv6_extension_chain_is_not_read_past_its_end() {
+        let inputs: [&[u8]; 2] = [
+            &[
+                0x68, 0x09, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x00, 0x00, 0x00, 0x00, 0x68, 0x68, 0xff, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0xff, 0xff, 0x1d, 0x40, 0xff, 0xff, 0x7a, 0x31, 0x19, 0x48, 0xd1, 0x00, 0x00,
+                0x1d, 0x00, 0x23, 0x45, 0x00, 0x00, 0x23,
+            ],
+            &[
+                0x68, 0xa1, 0x68, 0x00, 0x00, 0x40, 0x00, 0x41, 0xff, 0xf9, 0xff, 0xff, 0xc5, 0xc5,
+                0xc5, 0xc5, 0xc5, 0xc5, 0xc5, 0xc5, 0xff, 0xff, 0xff, 0x3d, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x05, 0x00, 0x00, 0x00,
+                0x1d, 0x00, 0x00, 0x45, 0x00, 0x00, 0x23,
+            ],
+        ];
+        for input in inputs {
+            for link in [LinkType::RawIp, LinkType::Null] {
+                let _ = decode(link, input, 0, 0);
+            }
+        }
+        // Hop-by-Hop announcing a Fragment header, then only 4 of its 8 bytes.
+        let cut = ipv6_frame(0, &[44, 0, 1, 4, 0, 0, 0, 0, 6, 0, 0x00, 0x01]);
+        let p = decode(LinkType::Ethernet, &cut, 0, 0).unwrap();
+        assert_eq!((p.fragment, ports(&p)), (Fragment::No, (None, None)));
     }
 
     proptest! {

@@ -238,26 +238,28 @@ struct LiveReader<'a> {
 
 /// The result of one read from the ring.
 enum Read {
-    /// A frame was processed (or skipped as older than the worker's start).
-    Frame,
+    /// Frames were processed (or skipped as older than the worker's start).
+    Frames,
     /// Nothing is ready.
     Empty,
 }
 
 impl LiveReader<'_> {
-    /// Reads one frame into `worker`, if one is ready.
+    /// Reads every frame that is ready (one ring block, with TPACKET_V3) into `worker`
+    /// through libpcap's callback loop.
     #[inline]
     fn read(&mut self, worker: &mut Worker) -> Result<Read, CaptureError> {
-        match self.capture.next_packet() {
-            Ok(packet) => {
-                let h = packet.header;
-                let time_ns = timeval_ns(h.ts.tv_sec, h.ts.tv_usec);
-                if time_ns >= self.not_before_ns {
-                    worker.process(self.link, packet.data, h.len, time_ns);
-                }
-                Ok(Read::Frame)
+        let (link, not_before_ns) = (self.link, self.not_before_ns);
+        let read = self.capture.dispatch(None, |packet| {
+            let h = packet.header;
+            let time_ns = timeval_ns(h.ts.tv_sec, h.ts.tv_usec);
+            if time_ns >= not_before_ns {
+                worker.process(link, packet.data, h.len, time_ns);
             }
-            Err(pcap::Error::TimeoutExpired) => Ok(Read::Empty),
+        });
+        match read {
+            Ok(0) => Ok(Read::Empty),
+            Ok(_) => Ok(Read::Frames),
             Err(e) => Err(CaptureError::Interface {
                 interface: self.interface.into(),
                 message: format!("capture stopped: {e}"),
@@ -320,17 +322,13 @@ pub fn run_live(
         last_check: Instant::now(),
         last_warning: None,
     };
-    let mut frames: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
-        let idle = matches!(reader.read(worker)?, Read::Empty);
-        if idle {
+        if let Read::Empty = reader.read(worker)? {
             worker.tick(wall_clock_ns());
             worker.flush();
             wait_readable(fd, READ_TIMEOUT_MS);
         }
-        // Reading the clock per frame would cost more than matching it.
-        frames = frames.wrapping_add(1);
-        if (idle || frames % 4096 == 0) && drops.last_check.elapsed() >= STATS_INTERVAL {
+        if drops.last_check.elapsed() >= STATS_INTERVAL {
             drops.check(&mut reader.capture, interface, index);
         }
     }

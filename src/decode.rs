@@ -291,20 +291,7 @@ fn summarize(ip: &[u8]) -> Result<Packet, DecodeError> {
         LaxHeaderSliceError::Content(_) => DecodeError::Malformed,
     })?;
     let packet = match &sliced {
-        LaxIpSlice::Ipv4(ip) => {
-            let h = ip.header();
-            let fragment = ipv4_fragment(h.more_fragments(), h.fragments_offset().value());
-            let frag_id = if fragment == Fragment::No {
-                0
-            } else {
-                u32::from(h.identification())
-            };
-            let (src, dst) = (
-                IpAddr::V4(h.source_addr()),
-                IpAddr::V4(h.destination_addr()),
-            );
-            transport(src, dst, fragment, frag_id, ip.payload())
-        }
+        LaxIpSlice::Ipv4(ip) => ipv4_packet(&ip.header(), ip.payload()),
         LaxIpSlice::Ipv6(ip) => {
             let h = ip.header();
             let (fragment, frag_id) = ipv6_fragment(ip.extensions());
@@ -319,8 +306,8 @@ fn summarize(ip: &[u8]) -> Result<Packet, DecodeError> {
 /// The common case, IPv4 without an authentication header, read through etherparse's
 /// header slice alone: it checks version and header length once, and the payload is
 /// what the total length and the captured bytes allow (RFC 791 3.1), as the lax IP
-/// slicer would give it. `None` for a packet
-/// with an authentication header, which the full IP slicer walks.
+/// slicer would give it. `None` for a packet with an authentication header, which the
+/// full IP slicer walks.
 #[inline(always)]
 fn ipv4(ip: &[u8]) -> Result<Option<Packet>, DecodeError> {
     let h = Ipv4HeaderSlice::from_slice(ip).map_err(|e| match e {
@@ -345,6 +332,12 @@ fn ipv4(ip: &[u8]) -> Result<Option<Packet>, DecodeError> {
         len_source: etherparse::LenSource::Ipv4HeaderTotalLen,
         payload: &ip[header_len..end],
     };
+    Ok(Some(ipv4_packet(&h, &payload)))
+}
+
+/// The summary of an IPv4 packet from its header and payload.
+#[inline(always)]
+fn ipv4_packet(h: &Ipv4HeaderSlice<'_>, payload: &LaxIpPayloadSlice<'_>) -> Packet {
     let fragment = ipv4_fragment(h.more_fragments(), h.fragments_offset().value());
     let frag_id = if fragment == Fragment::No {
         0
@@ -355,7 +348,7 @@ fn ipv4(ip: &[u8]) -> Result<Option<Packet>, DecodeError> {
         IpAddr::V4(h.source_addr()),
         IpAddr::V4(h.destination_addr()),
     );
-    Ok(Some(transport(src, dst, fragment, frag_id, &payload)))
+    transport(src, dst, fragment, frag_id, payload)
 }
 
 /// Reads the ports and TCP flags from the IP payload, where the protocol has them.

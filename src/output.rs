@@ -20,6 +20,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::{IntCounter, IntGauge};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
@@ -243,63 +244,95 @@ async fn run_output(
     settings: Arc<OutputSettings>,
     metrics: Arc<Metrics>,
 ) -> OutputReport {
-    let mut report = OutputReport {
-        name: name.clone(),
-        ..OutputReport::default()
-    };
+    let mut tally = Tally::new(&name, &metrics);
     match spec {
-        OutputSpec::Stdout => run_stdout(rx, &mut report).await,
+        OutputSpec::Stdout => run_stdout(rx, &mut tally).await,
         OutputSpec::Syslog(cfg) => match SyslogUrl::parse(&cfg.url) {
-            Ok(url) if url.transport == Transport::Udp => run_udp(rx, &url, &mut report).await,
-            Ok(url) => TcpOutput::new(url, &settings, &mut report).run(rx).await,
+            Ok(url) if url.transport == Transport::Udp => run_udp(rx, &url, &mut tally).await,
+            Ok(url) => TcpOutput::new(url, &settings, &mut tally).run(rx).await,
             Err(e) => tracing::error!(output = %name, error = %e, "Output not started"),
         },
     }
-    for (result, n) in [
-        ("sent", report.sent),
-        ("failed", report.failed),
-        ("dropped", report.dropped),
-    ] {
-        metrics
-            .sink_records
-            .with_label_values(&[&name, result])
-            .inc_by(n);
+    tally.report
+}
+
+/// An output's counts, kept for the final report and mirrored into the metrics as they
+/// happen, so a scrape sees them while the sensor runs.
+struct Tally {
+    report: OutputReport,
+    sent: IntCounter,
+    failed: IntCounter,
+    dropped: IntCounter,
+    queue: IntGauge,
+}
+
+impl Tally {
+    fn new(name: &str, metrics: &Metrics) -> Tally {
+        let counter = |result| metrics.sink_records.with_label_values(&[name, result]);
+        Tally {
+            report: OutputReport {
+                name: name.to_string(),
+                ..OutputReport::default()
+            },
+            sent: counter("sent"),
+            failed: counter("failed"),
+            dropped: counter("dropped"),
+            queue: metrics.sink_queue.with_label_values(&[name]),
+        }
     }
-    report
+
+    fn sent(&mut self) {
+        self.report.sent += 1;
+        self.sent.inc();
+    }
+
+    fn failed(&mut self) {
+        self.report.failed += 1;
+        self.failed.inc();
+    }
+
+    fn dropped(&mut self, n: u64) {
+        self.report.dropped += n;
+        self.dropped.inc_by(n);
+    }
+
+    fn queued(&self, n: usize) {
+        self.queue.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
 }
 
 /// Writes records to standard output, flushing whenever the queue is momentarily empty.
-async fn run_stdout(mut rx: mpsc::Receiver<Record>, report: &mut OutputReport) {
+async fn run_stdout(mut rx: mpsc::Receiver<Record>, tally: &mut Tally) {
     let mut out = std::io::BufWriter::new(std::io::stdout());
     while let Some(record) = rx.recv().await {
         match out.write_all(&record) {
-            Ok(()) => report.sent += 1,
-            Err(_) => report.failed += 1,
+            Ok(()) => tally.sent(),
+            Err(_) => tally.failed(),
         }
         if rx.is_empty() && out.flush().is_err() {
-            report.failed += 1;
+            tally.failed();
         }
     }
     let _ = out.flush();
 }
 
 /// Sends each record as one datagram (RFC 5426).
-async fn run_udp(mut rx: mpsc::Receiver<Record>, url: &SyslogUrl, report: &mut OutputReport) {
+async fn run_udp(mut rx: mpsc::Receiver<Record>, url: &SyslogUrl, tally: &mut Tally) {
     let socket = match udp_socket(&url.address).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(destination = %url.address, error = %e, "Cannot open syslog UDP socket");
             while rx.recv().await.is_some() {
-                report.failed += 1;
+                tally.failed();
             }
             return;
         }
     };
     while let Some(record) = rx.recv().await {
         match socket.send(&record).await {
-            Ok(_) => report.sent += 1,
+            Ok(_) => tally.sent(),
             Err(e) => {
-                report.failed += 1;
+                tally.failed();
                 tracing::debug!(destination = %url.address, error = %e, "Syslog UDP send failed");
             }
         }
@@ -332,11 +365,11 @@ struct TcpOutput<'r> {
     next_attempt: tokio::time::Instant,
     backpressure: bool,
     close_timeout: Duration,
-    report: &'r mut OutputReport,
+    tally: &'r mut Tally,
 }
 
 impl<'r> TcpOutput<'r> {
-    fn new(url: SyslogUrl, settings: &OutputSettings, report: &'r mut OutputReport) -> Self {
+    fn new(url: SyslogUrl, settings: &OutputSettings, tally: &'r mut Tally) -> Self {
         TcpOutput {
             url,
             queue: VecDeque::new(),
@@ -346,7 +379,7 @@ impl<'r> TcpOutput<'r> {
             next_attempt: tokio::time::Instant::now(),
             backpressure: settings.backpressure,
             close_timeout: settings.close_timeout,
-            report,
+            tally,
         }
     }
 
@@ -367,15 +400,18 @@ impl<'r> TcpOutput<'r> {
                 _ = tokio::time::sleep(retry), if !self.queue.is_empty() => {}
             }
             self.deliver().await;
+            self.tally.queued(self.queue.len());
         }
         let deadline = tokio::time::Instant::now() + self.close_timeout;
         while !self.queue.is_empty() && tokio::time::Instant::now() < deadline {
             self.deliver().await;
+            self.tally.queued(self.queue.len());
             if !self.queue.is_empty() {
                 tokio::time::sleep(self.backoff.min(deadline - tokio::time::Instant::now())).await;
             }
         }
-        self.report.dropped += self.queue.len() as u64;
+        self.tally.dropped(self.queue.len() as u64);
+        self.tally.queued(0);
         if let Some(mut s) = self.stream.take() {
             let _ = s.shutdown().await;
         }
@@ -385,7 +421,7 @@ impl<'r> TcpOutput<'r> {
     fn enqueue(&mut self, record: Record) {
         if self.queue.len() >= self.capacity {
             self.queue.pop_front();
-            self.report.dropped += 1;
+            self.tally.dropped(1);
         }
         self.queue.push_back(record);
     }
@@ -424,7 +460,7 @@ impl<'r> TcpOutput<'r> {
             match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(record)).await {
                 Ok(Ok(())) => {
                     self.queue.pop_front();
-                    self.report.sent += 1;
+                    self.tally.sent();
                 }
                 _ => {
                     tracing::warn!(destination = %self.url.address, "Syslog TCP write failed; reconnecting");

@@ -104,8 +104,6 @@ struct Window {
 pub struct AggregatorStats {
     /// Flows counted into a window instead of being sent.
     pub suppressed: AtomicU64,
-    /// Summary alerts sent for closed windows.
-    pub summaries: AtomicU64,
 }
 
 /// Per-(client, indicator, kind) aggregation windows, shared by capture workers.
@@ -180,9 +178,6 @@ impl Aggregator {
         } else {
             None
         };
-        if closed.is_some() {
-            self.stats.summaries.fetch_add(1, Ordering::Relaxed);
-        }
         Admission::Emit { alert, closed }
     }
 
@@ -222,9 +217,6 @@ impl Aggregator {
             }
             false
         });
-        self.stats
-            .summaries
-            .fetch_add(summaries.len() as u64, Ordering::Relaxed);
         summaries.sort_by_key(|a| a.time_ms);
         summaries
     }

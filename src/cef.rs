@@ -80,7 +80,7 @@ impl CefWriter {
     /// Appends the CEF record of `alert` to `out`, using at most `max_bytes` bytes.
     pub fn write(&self, alert: &Alert, max_bytes: usize, out: &mut String) {
         let start = out.len();
-        out.push_str(&self.headers[kind_index(alert.kind)]);
+        out.push_str(&self.headers[alert.kind.index()]);
         self.write_flow(alert, out);
         let used = out.len() - start;
         self.write_context(alert, max_bytes.saturating_sub(used), out);
@@ -167,15 +167,6 @@ impl CefWriter {
             (false, true) => Some(0),
             _ => None,
         }
-    }
-}
-
-/// Position of a hit kind in [`HitKind::ALL`].
-fn kind_index(kind: HitKind) -> usize {
-    match kind {
-        HitKind::Endpoint => 0,
-        HitKind::Address => 1,
-        HitKind::AddressOtherPort => 2,
     }
 }
 

@@ -116,6 +116,12 @@ impl DecodeError {
         DecodeError::NotIp,
     ];
 
+    /// Position in [`DecodeError::ALL`] (the declaration order), for per-reason tables.
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The metric label for this reason.
     pub fn as_str(self) -> &'static str {
         match self {

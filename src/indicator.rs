@@ -89,6 +89,12 @@ impl HitKind {
         HitKind::AddressOtherPort,
     ];
 
+    /// Position in [`HitKind::ALL`] (the declaration order), for per-kind tables.
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The metric label and the stem of the CEF class id.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -345,6 +351,16 @@ mod tests {
             .match_packet(&packet("2.26.75.239:1971", "198.51.100.7:80"))
             .unwrap();
         assert_eq!((hit.kind, hit.side), (HitKind::Endpoint, Side::Src));
+    }
+
+    #[test]
+    fn kind_index_is_the_position_in_all() {
+        for (i, kind) in HitKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+        }
+        for (i, reason) in crate::decode::DecodeError::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i);
+        }
     }
 
     #[test]

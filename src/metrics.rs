@@ -238,18 +238,13 @@ impl WorkerCounters {
     /// Counts a frame that was not decoded.
     #[inline]
     pub fn decode_error(&mut self, reason: DecodeError) {
-        let i = DecodeError::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        self.local.errors[i] += 1;
+        self.local.errors[reason.index()] += 1;
     }
 
     /// Counts a packet that hit an indicator.
     #[inline]
     pub fn hit(&mut self, kind: HitKind) {
-        let i = HitKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.local.hits[i] += 1;
+        self.local.hits[kind.index()] += 1;
     }
 
     /// Frames counted since the last flush.

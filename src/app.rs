@@ -194,7 +194,9 @@ pub fn load_indicators(feeds: &[Feed], metrics: &Metrics) -> Result<IndicatorSet
         .feed_rows_skipped
         .set(summaries.iter().map(|s| s.skipped_rows as i64).sum());
     metrics.feed_loads.with_label_values(&["ok"]).inc();
-    metrics.feed_last_load.set(unix_now_secs());
+    metrics
+        .feed_last_load
+        .set(crate::timefmt::now_ns() as f64 / 1e9);
     if set.duplicates() > 0 {
         tracing::info!(
             duplicates = set.duplicates(),
@@ -205,12 +207,6 @@ pub fn load_indicators(feeds: &[Feed], metrics: &Metrics) -> Result<IndicatorSet
         tracing::warn!("No indicators loaded: nothing can match");
     }
     Ok(set)
-}
-
-/// Seconds since the epoch, for the last-load gauge.
-fn unix_now_secs() -> f64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// What a replay did.

@@ -324,7 +324,7 @@ pub fn run_live(
     };
     while !stop.load(Ordering::Relaxed) {
         if let Read::Empty = reader.read(worker)? {
-            worker.tick(wall_clock_ns());
+            worker.tick(crate::timefmt::now_ns());
             worker.flush();
             wait_readable(fd, READ_TIMEOUT_MS);
         }
@@ -336,12 +336,6 @@ pub fn run_live(
     drops.check(&mut reader.capture, interface, index);
     worker.flush();
     Ok(())
-}
-
-/// Nanoseconds since the epoch by the wall clock, the clock the kernel stamps frames with.
-pub fn wall_clock_ns() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// Waits until the capture socket has frames or `timeout_ms` passes; true if it has.

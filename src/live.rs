@@ -106,7 +106,7 @@ pub fn run(
     let listener = bind_metrics(runtime, options.metrics_addr)?;
     let captures = open_workers(&options)?;
     let not_before_ns = if captures.len() > 1 {
-        capture::wall_clock_ns()
+        crate::timefmt::now_ns()
     } else {
         i64::MIN
     };

@@ -131,7 +131,7 @@ async fn dispatch(
     settings: &OutputSettings,
     metrics: &Metrics,
 ) {
-    let now_ms = now_ms();
+    let now_ms = timefmt::now_ns().div_euclid(1_000_000);
     for (spec, name, tx) in queues {
         let record = format_record(alert, spec, settings, now_ms);
         let queued = if settings.backpressure {
@@ -228,12 +228,6 @@ pub fn syslog_severity(cef: u8) -> u8 {
         2..=3 => 5,
         _ => 6,
     }
-}
-
-/// Wall-clock time in ms since the epoch.
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Runs one output until its queue closes.

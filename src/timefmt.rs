@@ -4,7 +4,8 @@
 //! milliseconds since the Unix epoch, and the syslog sinks need those milliseconds back as
 //! text: RFC 3164 section 4.1.2 (`Dec  3 16:15:00`) or the RFC 5424 TIMESTAMP, a profile of
 //! RFC 3339 (`2026-12-03T16:15:00.123Z`). This module owns every one of those conversions
-//! so that no other module does date arithmetic.
+//! so that no other module does date arithmetic, and it is the one place that reads the
+//! wall clock ([`now_ns`]).
 //!
 //! Everything is UTC in the proleptic Gregorian calendar, so no time-zone database is
 //! needed. Dates are converted by counting days in 400-year eras (146 097 days each) from a
@@ -29,6 +30,13 @@ const EPOCH_DAY_OFFSET: i64 = 719_468;
 const MONTH_NAMES: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
+
+/// Wall-clock time in nanoseconds since the Unix epoch: the clock the kernel stamps
+/// captured frames with, so live packet times and this compare directly.
+pub fn now_ns() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
 
 /// A UTC date and time of day in the proleptic Gregorian calendar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -105,6 +105,7 @@ pub fn run(
 ) -> Result<LiveReport, LiveError> {
     let listener = bind_metrics(runtime, options.metrics_addr)?;
     let captures = open_workers(&options)?;
+    let workers = captures.len();
     let not_before_ns = if captures.len() > 1 {
         crate::timefmt::now_ns()
     } else {
@@ -160,7 +161,7 @@ pub fn run(
         metrics.clone(),
     ));
     let server = listener.map(|l| runtime.spawn(endpoint::serve(l, metrics.clone())));
-    let report = runtime.block_on(control.run(signals, done_rx, options.workers, outputs));
+    let report = runtime.block_on(control.run(signals, done_rx, workers, outputs));
     if let Some(server) = server {
         server.abort();
     }
@@ -230,7 +231,7 @@ impl Control {
         outputs: tokio::task::JoinHandle<Vec<OutputReport>>,
     ) -> LiveReport {
         let mut capture_error = None;
-        let mut running = workers.max(1);
+        let mut running = workers;
         loop {
             match next_event(&mut signals, &mut done).await {
                 Event::Reload => self.reload(),

@@ -88,16 +88,9 @@ pub fn setup(o: &Overrides, queue_full: QueueFull, metrics: &Metrics) -> Result<
         config::check_sensor_name(name).map_err(reason)?;
         loaded.config.sensor.name = Some(name.clone());
     }
-    for s in &o.syslogs {
-        let reason = |r| SetupError::Option {
-            option: "--syslog",
-            reason: r,
-        };
-        config::SyslogUrl::parse(&s.url).map_err(reason)?;
-    }
+    let outputs = outputs(&loaded, o)?;
     let feeds = feeds(&loaded, o);
     let indicators = load_indicators(&feeds, metrics)?;
-    let outputs = outputs(&loaded, o);
     let mut output_settings = output_settings(&loaded);
     output_settings.backpressure = queue_full == QueueFull::Wait;
     let engine = engine_settings(&loaded, o, queue_full);
@@ -121,19 +114,28 @@ pub fn feeds(loaded: &Loaded, o: &Overrides) -> Vec<Feed> {
 }
 
 /// The outputs: command-line syslog destinations replace the configured ones; stdout
-/// when asked for or when there is no other output.
-fn outputs(loaded: &Loaded, o: &Overrides) -> Vec<OutputSpec> {
+/// when asked for or when there is no other output. Configured URLs were checked with
+/// the configuration; a bad `--syslog` URL is refused here.
+fn outputs(loaded: &Loaded, o: &Overrides) -> Result<Vec<OutputSpec>, SetupError> {
     let syslogs = if o.syslogs.is_empty() {
         &loaded.config.output.syslog
     } else {
         &o.syslogs
     };
     let stdout = o.stdout || loaded.config.output.stdout || syslogs.is_empty();
-    let mut specs: Vec<OutputSpec> = syslogs.iter().cloned().map(OutputSpec::Syslog).collect();
+    let reason = |r| SetupError::Option {
+        option: "--syslog",
+        reason: r,
+    };
+    let syslog = |s: &SyslogConfig| -> Result<OutputSpec, SetupError> {
+        let url = config::SyslogUrl::parse(&s.url).map_err(reason)?;
+        Ok(OutputSpec::Syslog(s.clone(), url))
+    };
+    let mut specs = syslogs.iter().map(syslog).collect::<Result<Vec<_>, _>>()?;
     if stdout {
         specs.insert(0, OutputSpec::Stdout);
     }
-    specs
+    Ok(specs)
 }
 
 /// Record settings from the configuration.

@@ -41,8 +41,8 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 pub enum OutputSpec {
     /// One record per line on standard output.
     Stdout,
-    /// A syslog destination.
-    Syslog(SyslogConfig),
+    /// A syslog destination, with its URL parsed once.
+    Syslog(SyslogConfig, SyslogUrl),
 }
 
 /// Settings shared by all outputs.
@@ -120,7 +120,7 @@ pub async fn run(
 fn output_name(spec: &OutputSpec, index: usize) -> String {
     match spec {
         OutputSpec::Stdout => "stdout".into(),
-        OutputSpec::Syslog(_) => format!("syslog{index}"),
+        OutputSpec::Syslog(..) => format!("syslog{index}"),
     }
 }
 
@@ -164,7 +164,7 @@ pub fn format_record(
             text.push('\n');
             return text.into_bytes();
         }
-        OutputSpec::Syslog(cfg) => {
+        OutputSpec::Syslog(cfg, _) => {
             let severity = syslog_severity(CefWriter::severity(alert));
             write_header(
                 &mut text,
@@ -183,11 +183,10 @@ pub fn format_record(
 
 /// Adds TCP framing to a syslog message; UDP datagrams need none.
 fn frame(text: String, spec: &OutputSpec) -> Record {
-    let OutputSpec::Syslog(cfg) = spec else {
+    let OutputSpec::Syslog(cfg, url) = spec else {
         return text.into_bytes();
     };
-    let tcp = SyslogUrl::parse(&cfg.url).is_ok_and(|u| u.transport == Transport::Tcp);
-    match (tcp, cfg.framing) {
+    match (url.transport == Transport::Tcp, cfg.framing) {
         (false, _) => text.into_bytes(),
         (true, Framing::Lf) => (text + "\n").into_bytes(),
         (true, Framing::OctetCounting) => format!("{} {text}", text.len()).into_bytes(),
@@ -241,11 +240,10 @@ async fn run_output(
     let mut tally = Tally::new(&name, &metrics);
     match spec {
         OutputSpec::Stdout => run_stdout(rx, &mut tally).await,
-        OutputSpec::Syslog(cfg) => match SyslogUrl::parse(&cfg.url) {
-            Ok(url) if url.transport == Transport::Udp => run_udp(rx, &url, &mut tally).await,
-            Ok(url) => TcpOutput::new(url, &settings, &mut tally).run(rx).await,
-            Err(e) => tracing::error!(output = %name, error = %e, "Output not started"),
-        },
+        OutputSpec::Syslog(_, url) if url.transport == Transport::Udp => {
+            run_udp(rx, &url, &mut tally).await
+        }
+        OutputSpec::Syslog(_, url) => TcpOutput::new(url, &settings, &mut tally).run(rx).await,
     }
     tally.report
 }

@@ -7,7 +7,7 @@
 //! takes no lock, allocates nothing and logs nothing. Only alerts, which are rare,
 //! cross to the async side through a bounded queue.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Cache};
@@ -50,7 +50,6 @@ pub struct Engine {
     alerts: Mutex<Option<mpsc::Sender<Alert>>>,
     queue_full: QueueFull,
     metrics: Arc<Metrics>,
-    published: [AtomicU64; 2],
 }
 
 impl Engine {
@@ -68,7 +67,6 @@ impl Engine {
             alerts: Mutex::new(Some(alerts)),
             queue_full: settings.queue_full,
             metrics,
-            published: Default::default(),
         }
     }
 
@@ -121,18 +119,18 @@ impl Engine {
     /// Copies the flow table's gauges and counters into the metrics.
     fn publish(&self) {
         self.metrics.flows_tracked.set(self.flows.len() as i64);
-        let sources = [&self.flows.stats.expired, &self.flows.stats.evicted];
-        for ((source, seen), reason) in sources
-            .iter()
-            .zip(&self.published)
-            .zip(["idle", "capacity"])
-        {
-            let now = source.load(Ordering::Relaxed);
-            let before = seen.swap(now, Ordering::Relaxed);
+        // Each counter is taken (reset to zero) as it is published, so no count is
+        // published twice whichever worker publishes.
+        let removed = [
+            (&self.flows.stats.expired, "idle"),
+            (&self.flows.stats.evicted, "capacity"),
+        ];
+        for (source, reason) in removed {
+            let n = source.swap(0, Ordering::Relaxed);
             self.metrics
                 .flows_removed
                 .with_label_values(&[reason])
-                .inc_by(now.saturating_sub(before));
+                .inc_by(n);
         }
         let suppressed = self.aggregator.stats.suppressed.swap(0, Ordering::Relaxed);
         self.metrics

@@ -100,7 +100,7 @@ pub struct FlowLimits {
     pub max_flows: usize,
 }
 
-/// Counts of flows leaving the table.
+/// Counts of flows leaving the table since they were last taken for the metrics.
 #[derive(Debug, Default)]
 pub struct FlowStats {
     /// Flows forgotten after their idle time.
